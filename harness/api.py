@@ -1,0 +1,123 @@
+"""The Prefect REST API as the harness uses it: deploy, start runs, observe states.
+
+Plain HTTP with short timeouts rather than Prefect's client: the harness must see a down server
+as down (the client would retry and hide it), and the same calls serve every Prefect 3 version
+and every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from harness.history import State
+
+
+class APIError(RuntimeError):
+    pass
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def state_of(raw: dict[str, Any]) -> State:
+    return State(type=raw["type"], name=raw.get("name") or raw["type"].title(),
+                 timestamp=_epoch(raw["timestamp"]), message=raw.get("message"))
+
+
+class PrefectAPI:
+    def __init__(self, url: str, timeout: float = 5.0):
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise APIError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 400:
+            raise APIError(f"{method} {self.url}{path}: HTTP {resp.status_code}: {resp.text[:500]}")
+        return resp.json() if resp.content else None
+
+    def healthy(self) -> bool:
+        try:
+            return self.http.get("/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # deploying -------------------------------------------------------------------------------
+    def work_pool(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/work_pools/{name}")
+        except APIError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+
+    def workers(self, pool: str) -> list[dict[str, Any]]:
+        return self._call("POST", f"/work_pools/{pool}/workers/filter", json={})
+
+    def delete_work_pool(self, name: str) -> None:
+        self._call("DELETE", f"/work_pools/{name}")
+
+    def create_deployment(self, *, flow_name: str, name: str, pool: str, entrypoint: str, directory: str,
+                          parameters: dict[str, Any], job_variables: dict[str, Any], tags: list[str]) -> str:
+        flow = self._call("POST", "/flows/", json={"name": flow_name})
+        body = {
+            "name": name,
+            "flow_id": flow["id"],
+            "work_pool_name": pool,
+            "entrypoint": entrypoint,
+            "path": directory,
+            "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": directory}}],
+            "parameters": parameters,
+            "job_variables": job_variables,
+            "enforce_parameter_schema": False,
+            "tags": tags,
+        }
+        return self._call("POST", "/deployments/", json=body)["id"]
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        self._call("DELETE", f"/deployments/{deployment_id}")
+
+    def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], tags: list[str]) -> str:
+        body = {"parameters": parameters, "tags": tags}
+        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)["id"]
+
+    def create_automation(self, body: dict[str, Any]) -> str:
+        return self._call("POST", "/automations/", json=body)["id"]
+
+    def delete_automation(self, automation_id: str) -> None:
+        self._call("DELETE", f"/automations/{automation_id}")
+
+    # observing -------------------------------------------------------------------------------
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/flow_runs/{flow_run_id}")
+
+    def subflow_runs(self, parent_ids: list[str]) -> list[dict[str, Any]]:
+        body = {"flow_runs": {"parent_flow_run_id": {"any_": parent_ids}}, "limit": 200}
+        return self._call("POST", "/flow_runs/filter", json=body)
+
+    def task_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
+        body = {"flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200}
+        return self._call("POST", "/task_runs/filter", json=body)
+
+    def flow_run_states(self, flow_run_id: str) -> list[State]:
+        raw = self._call("GET", "/flow_run_states/", params={"flow_run_id": flow_run_id})
+        return sorted((state_of(s) for s in raw), key=lambda s: s.timestamp)
+
+    def task_run_states(self, task_run_id: str) -> list[State]:
+        raw = self._call("GET", "/task_run_states/", params={"task_run_id": task_run_id})
+        return sorted((state_of(s) for s in raw), key=lambda s: s.timestamp)
+
+    def flow_names(self, flow_ids: set[str]) -> dict[str, str]:
+        if not flow_ids:
+            return {}
+        rows = self._call("POST", "/flows/filter", json={"flows": {"id": {"any_": sorted(flow_ids)}}})
+        return {r["id"]: r["name"] for r in rows}

@@ -1,0 +1,49 @@
+"""Backends: where flow runs execute, behind one small Protocol.
+
+Scenarios, observation, checking and reporting never know which backend ran them.  A backend
+starts the system under test, deploys a scenario's workload (``deploy``: a context manager that
+cleans up only what it created) and maps each fault of the catalogue to its own mechanism.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.api import PrefectAPI
+from harness.faults import Fault
+from harness.scenario import FaultSpec, Scenario
+
+
+@dataclass
+class Deployed:
+    """What ``System.deploy`` made for one scenario instance."""
+
+    instance: str  # scenario id + a short random suffix: names, labels, cgroups all carry it
+    deployment_id: str
+    pool: str
+    ledger: Path
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class System(Protocol):
+    name: str
+    api: PrefectAPI
+
+    def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]: ...
+
+    def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str) -> Fault: ...
+
+    def close(self) -> None: ...
+
+
+def start(name: str, workdir: Path, session: str) -> System:
+    """Start the system under test of backend ``name``."""
+    if name == "local":
+        from harness.backends.local import LocalSystem
+
+        return LocalSystem(workdir, session)
+    raise NotImplementedError(f"backend {name!r} is not built yet (available: local)")

@@ -1,0 +1,324 @@
+"""The ``local`` backend: OS processes on this machine, no Docker, no cluster.
+
+Server: ``prefect server start`` on 127.0.0.1, SQLite in the session's temporary PREFECT_HOME.
+Per scenario: a ``process`` work pool served by its own ``prefect worker start`` subprocess, and
+the workload deployed from ``flows/`` with the scenario's config as job-variable environment.
+Faults are signals and memory cgroups aimed at processes found by the session marker in their
+environment (``harness.procs``): never by name, never anything the harness did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+
+from harness import cgroups, procs
+from harness.api import APIError, PrefectAPI
+from harness.backends import Deployed
+from harness.ledger import LEDGER_ENV
+from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
+
+WORKER_GRACE = 5.0  # SIGTERM, then this long, then SIGKILL: an idle worker may ignore SIGTERM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def clean_env(home: Path, session: str) -> dict[str, str]:
+    """The environment of every process the harness starts.
+
+    The user's own PREFECT_* settings are dropped, so a profile pointing at Prefect Cloud or a
+    production server can never receive the harness's traffic.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update({
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        procs.SESSION_ENV: session,
+        procs.OWNER_ENV: str(os.getpid()),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+class PrefectServer:
+    """``prefect server start`` as a subprocess; restartable on the same port and database."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.port = free_port()
+        self.env = {
+            **env,
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+        }
+        self.proc: procs.Spawned | None = None
+        self.api = PrefectAPI(self.api_url)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self, timeout: float = 120) -> None:
+        argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                "--port", str(self.port)]
+        self.proc = procs.Spawned(argv, self.env, self.home / "server.log")
+
+        def up() -> bool:
+            if not self.proc.running():
+                raise RuntimeError(f"prefect server exited ({self.proc.popen.returncode}):\n{self.proc.tail()}")
+            return self.api.healthy()
+
+        procs.wait_for(up, timeout, 0.25, f"the Prefect server on {self.api_url}/health",
+                       f"see {self.proc.log}:\n{self.proc.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(grace=10)
+            self.proc = None
+
+
+class SignalFault:
+    """kill / terminate / freeze of processes resolved when the fault fires."""
+
+    def __init__(self, kind: str, resolve: Callable[[], list[psutil.Process]], grace: float, label: str):
+        self.kind, self.resolve, self.grace, self.label = kind, resolve, grace, label
+        self.frozen: list[psutil.Process] = []
+
+    def inject(self) -> dict[str, Any]:
+        targets = self.resolve()
+        if not targets:
+            raise LookupError(f"no live {self.label} process of this scenario")
+        pids = [p.pid for p in targets]
+        if self.kind == "kill":
+            procs.signal_all(targets, signal.SIGKILL)
+            return {"pids": pids, "signal": "SIGKILL"}
+        if self.kind == "freeze":
+            self.frozen = targets
+            procs.signal_all(targets, signal.SIGSTOP)
+            return {"pids": pids, "signal": "SIGSTOP"}
+        # terminate: SIGTERM to the topmost process (as docker stop and a pod deletion do),
+        # wait the grace period, then SIGKILL whatever of the tree is left
+        procs.signal_all(procs.roots(targets), signal.SIGTERM)
+        survivors = procs.wait_gone(targets, self.grace)
+        procs.signal_all(survivors, signal.SIGKILL)
+        return {"pids": pids, "signal": "SIGTERM", "grace_seconds": self.grace,
+                "sigkilled_after_grace": [p.pid for p in survivors]}
+
+    def heal(self) -> dict[str, Any]:
+        if self.kind != "freeze":
+            return {}
+        return {"continued": procs.signal_all(self.frozen, signal.SIGCONT)}
+
+    def close(self) -> dict[str, Any]:
+        return {}
+
+
+class OomFault:
+    """A memory limit on the flow-run process: a cgroup (v1 or v2), else an RSS watchdog."""
+
+    def __init__(self, resolve: Callable[[], list[psutil.Process]], limit: int, name: str):
+        self.resolve, self.limit, self.name = resolve, limit, name
+        self.cgroup: cgroups.MemoryCgroup | None = None
+        self.watchdog: cgroups.RssWatchdog | None = None
+
+    def inject(self) -> dict[str, Any]:
+        targets = self.resolve()
+        if not targets:
+            raise LookupError("no live flow-run process of this scenario")
+        detail: dict[str, Any] = {"pids": [p.pid for p in targets], "limit_bytes": self.limit}
+        try:
+            if os.environ.get("CHAOS_OOM_MECHANISM") == "watchdog":
+                raise PermissionError("CHAOS_OOM_MECHANISM=watchdog")
+            self.cgroup = cgroups.MemoryCgroup(self.name, self.limit)
+            for p in targets:
+                self.cgroup.add(p.pid)
+            detail.update(mechanism=f"cgroup-v{self.cgroup.version}", cgroup=str(self.cgroup.path))
+        except OSError as exc:
+            root = procs.roots(targets)[0]
+            self.watchdog = cgroups.RssWatchdog(root.pid, self.limit)
+            detail.update(mechanism="rss-watchdog", why_not_cgroup=str(exc))
+        return detail
+
+    def heal(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.cgroup is not None:
+            out["oom_kills"] = self.cgroup.oom_kills()
+            self.cgroup.remove()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            out.update(watchdog_killed_at=self.watchdog.killed_at, watchdog_peak_rss=self.watchdog.peak)
+        return out
+
+
+class RestartServer:
+    def __init__(self, server: PrefectServer):
+        self.server = server
+
+    def inject(self) -> dict[str, Any]:
+        self.server.stop()
+        return {"port": self.server.port}
+
+    def heal(self) -> dict[str, Any]:
+        self.server.start()
+        return {"restarted": True}
+
+    def close(self) -> dict[str, Any]:
+        if self.server.proc is None:  # never leave the session without its server
+            self.server.start()
+            return {"restarted_at_close": True}
+        return {}
+
+
+def zombie_automation(name: str, deployment_id: str, within: int) -> dict[str, Any]:
+    """The documented zombie-detection automation, scoped to one deployment's flow runs."""
+    return {
+        "name": name,
+        "description": "chaos harness: mark flow runs Crashed when heartbeats stop",
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "posture": "Proactive",
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": ["prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                       "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"],
+            "match": {"prefect.resource.id": ["prefect.flow-run.*"]},
+            "match_related": {"prefect.resource.id": [f"prefect.deployment.{deployment_id}"],
+                              "prefect.resource.role": "deployment"},
+            "for_each": ["prefect.resource.id"],
+            "threshold": 1,
+            "within": within,
+        },
+        "actions": [{"type": "change-flow-run-state", "state": "CRASHED",
+                     "message": "Flow run marked as crashed due to missing heartbeats."}],
+    }
+
+
+class LocalSystem:
+    name = "local"
+
+    def __init__(self, workdir: Path, session: str):
+        self.workdir, self.session = workdir, session
+        self.env = clean_env(workdir / "home", session)
+        (workdir / "home").mkdir(parents=True, exist_ok=True)
+        self.server = PrefectServer(workdir / "home", self.env)
+        self.server.start()
+        self.api = self.server.api
+        self.workers: dict[str, procs.Spawned] = {}
+
+    def _flow_env(self, scenario: Scenario, ledger: Path, results: Path) -> dict[str, str]:
+        cfg = scenario.config
+        env = {
+            LEDGER_ENV: str(ledger),
+            "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
+            "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
+            "CHAOS_CACHE_POLICY": cfg.cache_policy,
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results),  # no cache shared across scenarios
+            "PYTHONPATH": str(FLOWS_DIR),
+        }
+        if cfg.heartbeat_seconds is not None:
+            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.heartbeat_seconds)
+        return {**env, **cfg.env}
+
+    @contextmanager
+    def deploy(self, scenario: Scenario, instance: str) -> Iterator[Deployed]:
+        home = self.workdir / instance
+        home.mkdir(parents=True)
+        pool = f"chaos-{instance}"
+        worker_env = {**self.env, "PREFECT_API_URL": self.server.api_url, "CHAOS_INSTANCE": instance,
+                      "PREFECT_WORKER_QUERY_SECONDS": "1"}
+        argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+                "--name", f"{pool}-worker"]
+        worker = procs.Spawned(argv, worker_env, home / "worker.log")
+        self.workers[instance] = worker
+        deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": [], "mem_limit": scenario.config.job.mem_limit})
+        automation = None
+        try:
+            def pool_ready() -> bool:
+                if not worker.running():
+                    raise RuntimeError(f"prefect worker exited ({worker.popen.returncode}):\n{worker.tail()}")
+                return self.api.work_pool(pool) is not None
+
+            procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its worker", f"see {worker.log}")
+            job: dict[str, Any] = {"env": self._flow_env(scenario, deployed.ledger, home / "results")}
+            if scenario.config.job.stream_output is not None:
+                job["stream_output"] = scenario.config.job.stream_output
+            flow = scenario.workload.flow
+            deployed.deployment_id = self.api.create_deployment(
+                flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
+                directory=str(FLOWS_DIR), parameters=scenario.workload.parameters, job_variables=job,
+                tags=["chaos", instance])
+            if scenario.config.zombie_automation_within is not None:
+                automation = self.api.create_automation(zombie_automation(
+                    f"chaos-zombie-{instance}", deployed.deployment_id, scenario.config.zombie_automation_within))
+            yield deployed
+        finally:
+            for fault in deployed.extra["faults"]:
+                fault.close()
+            worker.stop(grace=WORKER_GRACE)
+            self.workers.pop(instance, None)
+            orphans = procs.find(self.session, CHAOS_INSTANCE=instance)
+            if orphans:  # flow-run processes the worker left behind (it was killed, or they froze)
+                procs.signal_all(orphans, signal.SIGKILL)
+                procs.wait_gone(orphans, 5)
+            for name, call in (("automation", lambda: automation and self.api.delete_automation(automation)),
+                               ("deployment", lambda: deployed.deployment_id and self.api.delete_deployment(deployed.deployment_id)),
+                               ("work pool", lambda: self.api.delete_work_pool(pool))):
+                try:
+                    call()
+                except APIError:
+                    pass  # the server's database is temporary; nothing outlives the session
+
+    def _flow_run_processes(self, flow_run_id: str) -> Callable[[], list[psutil.Process]]:
+        return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)
+
+    def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
+        if spec.target == "server":
+            made: Any = RestartServer(self.server)
+        elif spec.kind == "oom":
+            limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"] or "128Mi")
+            made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
+        elif spec.target == "worker":
+            worker: procs.Spawned = deployed.extra["worker"]
+            kind = "kill" if spec.kind == "kill-worker" else spec.kind
+            made = SignalFault(kind, lambda: [psutil.Process(worker.pid)] if worker.running() else [],
+                               spec.grace_seconds, "worker")
+        else:
+            made = SignalFault(spec.kind, self._flow_run_processes(flow_run_id), spec.grace_seconds, "flow-run")
+        deployed.extra["faults"].append(made)
+        return made
+
+    def close(self) -> None:
+        for worker in list(self.workers.values()):
+            worker.stop(grace=WORKER_GRACE)
+        self.server.stop()
+        self.api.close()
+        procs.reap(self.session)
+        for path in cgroups.leftovers(self.session):
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+

@@ -1,0 +1,158 @@
+"""The checker: ``check(expectation, history) -> Verdict``, a pure function.
+
+``figures`` measures the history (time to detect, time to settle, run_count, executions, overlaps,
+stuck, flapping); ``check`` compares those figures and the final states with one expectation.
+A history that cannot support a verdict (a fault that never fired, an API that never answered)
+gives ``unknown`` with the reason, never a guess.  Tested on hand-written histories.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.history import TERMINAL, FlowRun, History
+from harness.scenario import Expectation, RunExpectation, Scenario
+
+PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+# A state after a fault that says Prefect noticed it: anything but still-running or done.
+_UNREFLECTING = frozenset({"RUNNING", "COMPLETED"})
+
+
+@dataclass
+class Verdict:
+    outcome: str
+    reasons: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    claim: str | None = None  # held | refuted | None (no claim, or it predicts nothing)
+    claim_reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _first_injection(history: History) -> float | None:
+    times = [f["injected_at"] for f in history.faults if f.get("injected_at")]
+    return min(times) if times else None
+
+
+def overlaps(history: History) -> list[dict[str, Any]]:
+    """Flow runs executed by two processes at once, from the ledger's per-process intervals."""
+    spans: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(dict)
+    for line in history.ledger:
+        run, who = line.get("flow_run_id"), (line.get("host"), line.get("pid"))
+        if run is None:
+            continue
+        span = spans[run].setdefault(who, [line["time"], line["time"]])
+        span[0], span[1] = min(span[0], line["time"]), max(span[1], line["time"])
+    found = []
+    for run, by_proc in spans.items():
+        procs = sorted(by_proc.items(), key=lambda kv: kv[1][0])
+        for (a, (a0, a1)), (b, (b0, b1)) in zip(procs, procs[1:]):
+            if b0 < a1:
+                found.append({"flow_run_id": run, "processes": [list(a), list(b)], "overlap_seconds": round(a1 - b0, 3)})
+    return found
+
+
+def _flapped(run: FlowRun) -> bool:
+    """A terminal state that is not the run's last state was overwritten."""
+    return any(s.type in TERMINAL for s in run.states[:-1])
+
+
+def figures(history: History) -> dict[str, Any]:
+    main = history.main
+    injected = _first_injection(history)
+    fig: dict[str, Any] = {
+        "final": None, "final_name": None, "run_count": None, "time_to_detect": None,
+        "detected_as": None, "time_to_settle": None, "stuck": None, "flapping": False,
+        "executions": dict(sorted(Counter(l["task"] for l in history.ledger if l.get("event") == "start").items())),
+        "re_executions": 0, "overlaps": overlaps(history),
+    }
+    fig["re_executions"] = sum(max(0, n - 1) for n in fig["executions"].values())
+    fig["flapping"] = any(_flapped(r) for r in history.flow_runs if r.role != "subflow")
+    if main is None or main.final is None:
+        return fig
+    fig.update(final=main.final.type, final_name=main.final.name, run_count=main.run_count,
+               stuck=main.final.type not in TERMINAL)
+    if injected is not None:
+        for s in main.states:
+            if s.timestamp >= injected and s.type not in _UNREFLECTING:
+                fig["time_to_detect"] = round(s.timestamp - injected, 3)
+                fig["detected_as"] = f"{s.type}/{s.name}"
+                break
+    if main.final.type in TERMINAL:
+        fig["time_to_settle"] = round(main.final.timestamp - main.states[0].timestamp, 3)
+    return fig
+
+
+def _matches(value: Any, allowed: Any) -> bool:
+    return value in allowed if isinstance(allowed, list) else value == allowed
+
+
+def check_run(expect: RunExpectation, run: FlowRun | None, label: str) -> list[str]:
+    """Differences between one flow run and a run expectation, as sentences."""
+    if run is None or run.final is None:
+        return [f"{label}: no state was observed"]
+    why = []
+    if expect.final is not None and not _matches(run.final.type, expect.final):
+        why.append(f"{label}: final state {run.final.type} ({run.final.name}), expected {expect.final}")
+    if expect.final_name is not None and not _matches(run.final.name, expect.final_name):
+        why.append(f"{label}: final state name {run.final.name!r}, expected {expect.final_name!r}")
+    if expect.message is not None and not re.search(expect.message, run.final.message or ""):
+        why.append(f"{label}: final message {run.final.message!r} does not match /{expect.message}/")
+    if expect.run_count is not None and not _matches(run.run_count, expect.run_count):
+        why.append(f"{label}: run_count {run.run_count}, expected {expect.run_count}")
+    return why
+
+
+def _unknown_reasons(history: History) -> list[str]:
+    why = [f"fault {f['kind']} -> {f['target']}: {f['error']}" for f in history.faults if f.get("error")]
+    why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger was not seen)"
+            for f in history.faults if not f.get("injected_at") and not f.get("error")]
+    if history.main is None or history.main.final is None:
+        why.append("the main flow run's states could not be read")
+    return why + [n for n in history.notes if n.startswith("unknown:")]
+
+
+def check(expect: Expectation, history: History, scenario: Scenario | None = None) -> Verdict:
+    fig = figures(history)
+    unknown = _unknown_reasons(history)
+    if unknown:
+        return Verdict(UNKNOWN, unknown, fig)
+    why = check_run(expect, history.main, "main run")
+    for task, count in expect.executions.items():
+        got = fig["executions"].get(task, 0)
+        if not _matches(got, count):
+            why.append(f"task {task}: executed {got} time(s), expected {count}")
+    if expect.detect_within_seconds is not None:
+        ttd = fig["time_to_detect"]
+        if ttd is None:
+            why.append(f"no state reflected the fault (expected within {expect.detect_within_seconds:g}s)")
+        elif ttd > expect.detect_within_seconds:
+            why.append(f"detected after {ttd:.1f}s, expected within {expect.detect_within_seconds:g}s")
+    if fig["time_to_settle"] is not None and fig["time_to_settle"] > expect.settle_within_seconds:
+        why.append(f"settled after {fig['time_to_settle']:.1f}s, bound {expect.settle_within_seconds:g}s")
+    if fig["stuck"] and not (expect.final and _matches("RUNNING", expect.final) or expect.final == fig["final"]):
+        why.append(f"stuck: still {fig['final']} at the {history.bound_seconds:g}s bound")
+    if expect.subflows is not None:
+        subs = history.runs("subflow")
+        if not subs:
+            why.append("subflows: none observed")
+        for sub in subs:
+            why += check_run(expect.subflows, sub, f"subflow {sub.flow_name}")
+    if bool(fig["overlaps"]) != expect.overlap:
+        why.append(f"overlapping executions: {fig['overlaps'] or 'none'}, expected {'some' if expect.overlap else 'none'}")
+    if fig["flapping"] != expect.flapping:
+        why.append(f"flapping (a terminal state overwritten): {fig['flapping']}, expected {expect.flapping}")
+    if scenario is not None:
+        reruns = history.runs("rerun")
+        for i, follow in enumerate(scenario.then):
+            why += check_run(follow.expect, reruns[i] if i < len(reruns) else None, f"then[{i}] {follow.action}")
+    verdict = Verdict(FAIL if why else PASS, why, fig)
+    if scenario is not None and scenario.claim is not None and scenario.claim.predicts is not None:
+        claim_why = check_run(scenario.claim.predicts, history.main, "claim")
+        verdict.claim = "refuted" if claim_why else "held"
+        verdict.claim_reasons = claim_why
+    return verdict

@@ -1,0 +1,80 @@
+"""The fault vocabulary shared by every backend.
+
+A fault is one action against one target at one trigger, with ``inject()`` and ``heal()``
+(DESIGN.md).  This module says which faults exist, which targets each may hit and whether it
+heals; each backend maps a fault to its own real mechanism (``harness.backends``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# kind -> (allowed targets, heals?)  A healing fault must say when it heals, unless it may also be
+# left unhealed (freeze: "frozen, not dead" both healed and not).
+FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
+    # SIGKILL / docker kill / delete pod grace 0
+    "kill": (frozenset({"flow-run", "worker"}), "never"),
+    # SIGTERM, grace, SIGKILL / docker stop -t / delete with grace
+    "terminate": (frozenset({"flow-run", "worker"}), "never"),
+    # SIGSTOP + SIGCONT / docker pause + unpause
+    "freeze": (frozenset({"flow-run", "worker"}), "optional"),
+    # memory limit + allocation, the kernel's OOM killer acts
+    "oom": (frozenset({"flow-run"}), "never"),
+    # SIGKILL the worker (an alias of kill/worker that DESIGN.md names on its own)
+    "kill-worker": (frozenset({"worker"}), "never"),
+    # stop the server, keep it down, start it again on the same database
+    "restart-server": (frozenset({"server"}), "required"),
+}
+
+DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server"}
+
+
+class Fault(Protocol):
+    """One injected fault: what a backend returns for a fault spec once its target is known."""
+
+    def inject(self) -> dict[str, Any]:
+        """Break the target; return JSON-friendly details for the history (pids, signals, ...)."""
+
+    def heal(self) -> dict[str, Any]:
+        """Undo what inject did, where it can be undone; return details for the history."""
+
+
+@dataclass
+class FaultRecord:
+    """A fault as it appears in the history: when it was injected and healed, and how."""
+
+    kind: str
+    target: str
+    injected_at: float | None = None
+    healed_at: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "injected_at": self.injected_at,
+            "healed_at": self.healed_at,
+            "detail": self.detail,
+            "error": self.error,
+        }
+
+
+def inject(fault: Fault, record: FaultRecord) -> None:
+    """Inject ``fault`` and stamp ``record``; a failure is recorded, never raised past the run."""
+    try:
+        record.injected_at = time.time()
+        record.detail.update(fault.inject())
+    except Exception as exc:  # the verdict turns 'unknown'; the scenario still cleans up
+        record.error = f"inject failed: {type(exc).__name__}: {exc}"
+
+
+def heal(fault: Fault, record: FaultRecord) -> None:
+    try:
+        record.detail.update(fault.heal())
+        record.healed_at = time.time()
+    except Exception as exc:
+        record.error = (record.error or "") + f" heal failed: {type(exc).__name__}: {exc}"

@@ -1,0 +1,98 @@
+"""The history of one scenario: everything observed, merged and time-ordered.
+
+Flow-run and task-run state transitions as the Prefect API recorded them, the faults with their
+inject/heal times, and the ledger lines.  It is plain data (JSON in, JSON out) so the checker is
+a pure function of it and the journal can carry it whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+@dataclass
+class State:
+    type: str
+    name: str
+    timestamp: float
+    message: str | None = None
+
+
+@dataclass
+class FlowRun:
+    id: str
+    flow_name: str
+    role: str  # main | rerun | subflow
+    states: list[State] = field(default_factory=list)
+    run_count: int = 0
+    parent_id: str | None = None
+
+    @property
+    def final(self) -> State | None:
+        return self.states[-1] if self.states else None
+
+
+@dataclass
+class TaskRun:
+    id: str
+    flow_run_id: str
+    name: str
+    states: list[State] = field(default_factory=list)
+    run_count: int = 0
+
+
+@dataclass
+class History:
+    scenario: str
+    backend: str
+    started_at: float
+    ended_at: float
+    bound_seconds: float
+    flow_runs: list[FlowRun] = field(default_factory=list)
+    task_runs: list[TaskRun] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the observer could not see, and why
+
+    def runs(self, role: str) -> list[FlowRun]:
+        return [r for r in self.flow_runs if r.role == role]
+
+    @property
+    def main(self) -> FlowRun | None:
+        mains = self.runs("main")
+        return mains[0] if mains else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "History":
+        data = dict(data)
+        data["flow_runs"] = [
+            FlowRun(**{**r, "states": [State(**s) for s in r.get("states", [])]}) for r in data.get("flow_runs", [])
+        ]
+        data["task_runs"] = [
+            TaskRun(**{**t, "states": [State(**s) for s in t.get("states", [])]}) for t in data.get("task_runs", [])
+        ]
+        return cls(**data)
+
+    def timeline(self) -> list[tuple[float, str, str]]:
+        """Every event as (time, source, text), time-ordered: what a person reads first."""
+        events: list[tuple[float, str, str]] = []
+        for run in self.flow_runs:
+            for s in run.states:
+                events.append((s.timestamp, f"flow-run {run.role} {run.id[:8]}", f"{s.type}/{s.name} {s.message or ''}".strip()))
+        for task in self.task_runs:
+            for s in task.states:
+                events.append((s.timestamp, f"task {task.name}", f"{s.type}/{s.name}"))
+        for f in self.faults:
+            if f.get("injected_at"):
+                events.append((f["injected_at"], "fault", f"inject {f['kind']} -> {f['target']}"))
+            if f.get("healed_at"):
+                events.append((f["healed_at"], "fault", f"heal {f['kind']}"))
+        for line in self.ledger:
+            events.append((line["time"], "ledger", f"{line['event']} {line['task']} pid={line.get('pid')}"))
+        return sorted(events, key=lambda e: e[0])

@@ -1,0 +1,45 @@
+"""The run journal: one JSONL line per finished scenario, written (and fsynced) as it finishes.
+
+A crash or Ctrl-C of the harness loses nothing already finished: each line is complete on disk
+before the next scenario starts.  The HTML report is built from journals alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
+
+
+def default_path() -> Path:
+    return REPORTS_DIR / time.strftime("journal-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
+
+
+class Journal:
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        data = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read(path: Path | str) -> Iterator[dict[str, Any]]:
+    """Whole lines of a journal; a torn last line (a crash mid-write) is skipped, not fatal."""
+    with open(path) as f:
+        for number, raw in enumerate(f, 1):
+            if raw.strip():
+                try:
+                    yield json.loads(raw)
+                except json.JSONDecodeError:
+                    continue

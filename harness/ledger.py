@@ -1,0 +1,75 @@
+"""The ledger: an append-only JSONL file with one line per task-body execution.
+
+Workloads call :func:`record` at the start of every task body (``event: start``, the line that
+counts an execution) and :func:`finish` when the body returns (``event: end``), so a killed
+execution shows as a start without an end and overlapping executions can be found from intervals.
+It never touches the Prefect API: a fault on the API cannot lose a ledger line.  Standard library
+only, because it runs inside every flow-run process on every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+LEDGER_ENV = "CHAOS_LEDGER"
+
+
+def _context() -> dict[str, Any]:
+    try:  # the runtime module reads Prefect's run context; outside a run it gives None
+        from prefect.runtime import flow_run, task_run
+
+        return {
+            "flow_run_id": flow_run.id,
+            "flow_run_count": flow_run.run_count,
+            "task_run_id": task_run.id,
+            "attempt": task_run.run_count,
+        }
+    except Exception:
+        return {}
+
+
+def _append(line: dict[str, Any]) -> None:
+    path = os.environ.get(LEDGER_ENV)
+    if not path:
+        return  # a workload run outside the harness keeps no ledger
+    data = (json.dumps(line, sort_keys=True) + "\n").encode()
+    # O_APPEND + one write: lines from concurrent processes never interleave (< PIPE_BUF).
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def record(task: str, **extra: Any) -> None:
+    """Write the start line of one task-body execution."""
+    _append({"event": "start", "task": task, "pid": os.getpid(), "host": socket.gethostname(),
+             "time": time.time(), **_context(), **extra})
+
+
+def finish(task: str, **extra: Any) -> None:
+    _append({"event": "end", "task": task, "pid": os.getpid(), "host": socket.gethostname(),
+             "time": time.time(), **_context(), **extra})
+
+
+def read(path: Path | str) -> tuple[list[dict[str, Any]], int]:
+    """All whole lines of a ledger and the count of torn ones (a process killed mid-write)."""
+    lines, torn = [], 0
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return [], 0
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            torn += 1
+    return lines, torn

@@ -1,0 +1,87 @@
+"""Watching a flow run through the Prefect API: triggers while it runs, the history after.
+
+``Snapshot`` is what one poll sees (the run's state, its tasks' states, subflows included);
+``fired`` decides a trigger from a snapshot and is pure.  ``collect`` reads the full state
+history of every flow run and task run of the scenario once the run has settled: the API's own
+record, so a transition too quick for polling is still in the history.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from harness import ledger
+from harness.api import APIError, PrefectAPI
+from harness.history import TERMINAL, FlowRun, History, TaskRun
+from harness.scenario import Trigger
+
+
+@dataclass
+class Snapshot:
+    at: float
+    flow_state: str | None = None  # None: the API did not answer
+    tasks: dict[str, str] = field(default_factory=dict)  # task run name -> state type
+
+    @property
+    def terminal(self) -> bool:
+        return self.flow_state in TERMINAL
+
+
+def fired(trigger: Trigger, snap: Snapshot, started_at: float) -> bool:
+    if trigger.after_seconds is not None:
+        return snap.at - started_at >= trigger.after_seconds
+    if trigger.flow_state is not None:
+        return snap.flow_state == trigger.flow_state
+    return snap.tasks.get(trigger.task) == trigger.state
+
+
+def snapshot(api: PrefectAPI, run_id: str, with_tasks: bool) -> Snapshot:
+    snap = Snapshot(at=time.time())
+    try:
+        snap.flow_state = (api.flow_run(run_id).get("state") or {}).get("type")
+        if with_tasks:
+            runs = [run_id] + [r["id"] for r in api.subflow_runs([run_id])]
+            snap.tasks = {t["name"]: (t.get("state") or {}).get("type") for t in api.task_runs(runs)}
+    except APIError:
+        pass  # a down server is an observation too: the snapshot says nothing
+    return snap
+
+
+def _flow_run(api: PrefectAPI, raw: dict, role: str, names: dict[str, str]) -> FlowRun:
+    return FlowRun(id=raw["id"], flow_name=names.get(raw["flow_id"], raw["flow_id"]), role=role,
+                   states=api.flow_run_states(raw["id"]), run_count=raw.get("run_count", 0),
+                   parent_id=raw.get("parent_task_run_id"))
+
+
+def collect(api: PrefectAPI, *, scenario: str, backend: str, started_at: float, bound: float,
+            main_id: str, rerun_ids: list[str], faults: list[dict], ledger_path, retry_for: float = 60) -> History:
+    """The scenario's whole history; retries while the API is unreachable (a restarting server)."""
+    history = History(scenario=scenario, backend=backend, started_at=started_at, ended_at=time.time(),
+                      bound_seconds=bound, faults=faults)
+    history.ledger, torn = ledger.read(ledger_path)
+    if torn:
+        history.notes.append(f"{torn} torn ledger line(s) (a process killed mid-write)")
+    deadline = time.monotonic() + retry_for
+    while True:
+        try:
+            tops = [(api.flow_run(main_id), "main")] + [(api.flow_run(r), "rerun") for r in rerun_ids]
+            subs, frontier = [], [raw["id"] for raw, _ in tops]
+            while frontier:  # subflows of subflows too
+                found = api.subflow_runs(frontier)
+                subs += found
+                frontier = [r["id"] for r in found]
+            names = api.flow_names({raw["flow_id"] for raw, _ in tops} | {r["flow_id"] for r in subs})
+            history.flow_runs = [_flow_run(api, raw, role, names) for raw, role in tops]
+            history.flow_runs += [_flow_run(api, raw, "subflow", names) for raw in subs]
+            history.task_runs = [
+                TaskRun(id=t["id"], flow_run_id=t["flow_run_id"], name=t["name"],
+                        states=api.task_run_states(t["id"]), run_count=t.get("run_count", 0))
+                for t in api.task_runs([r.id for r in history.flow_runs])
+            ]
+            return history
+        except APIError as exc:
+            if time.monotonic() > deadline:
+                history.notes.append(f"unknown: the API could not be read after {retry_for:g}s: {exc}")
+                return history
+            time.sleep(1)

@@ -1,0 +1,169 @@
+"""Processes the harness starts, and finding and ending exactly those.
+
+Every process the harness starts gets ``CHAOS_HARNESS_SESSION`` (and the owner's pid) in its
+environment.  Children inherit it: the worker's flow-run processes carry it too, even once the
+worker is dead and they are orphans.  Fault targeting and cleanup select processes by that marker
+and never by name, so nothing the harness did not create is ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import IO, Iterable
+
+import psutil
+
+SESSION_ENV = "CHAOS_HARNESS_SESSION"
+OWNER_ENV = "CHAOS_HARNESS_OWNER"
+
+
+def environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return {}
+
+
+def find(session: str, **match: str) -> list[psutil.Process]:
+    """Live processes of this session whose environment also has every ``match`` key=value."""
+    found = []
+    for proc in psutil.process_iter():
+        env = environ(proc)
+        if env.get(SESSION_ENV) == session and all(env.get(k) == v for k, v in match.items()):
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except psutil.Error:
+                pass
+    return found
+
+
+def roots(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """The topmost processes of a set (those whose parent is not in the set)."""
+    procs = list(procs)
+    pids = {p.pid for p in procs}
+    out = []
+    for p in procs:
+        try:
+            if p.ppid() not in pids:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def signal_all(procs: Iterable[psutil.Process], sig: int) -> list[int]:
+    sent = []
+    for p in procs:
+        try:
+            p.send_signal(sig)
+            sent.append(p.pid)
+        except psutil.Error:
+            pass
+    return sent
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def wait_gone(procs: Iterable[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until the processes are gone (reaping our own children); return the survivors."""
+    _, survivors = psutil.wait_procs(list(procs), timeout=timeout)
+    return [p for p in survivors if alive(p.pid)]
+
+
+def stop(procs: Iterable[psutil.Process], grace: float) -> None:
+    """SIGTERM, wait ``grace``, SIGKILL what is left; continue stopped ones so they can die."""
+    procs = list(procs)
+    signal_all(procs, signal.SIGCONT)
+    signal_all(procs, signal.SIGTERM)
+    survivors = wait_gone(procs, grace)
+    signal_all(survivors, signal.SIGKILL)
+    wait_gone(survivors, 5)
+
+
+def reap(session: str) -> list[int]:
+    """SIGKILL every process of the session (a stopped one dies of SIGKILL too); return pids."""
+    killed: list[int] = []
+    for _ in range(5):  # a dying parent's children may re-parent between two scans
+        procs = find(session)
+        if not procs:
+            break
+        killed += signal_all(procs, signal.SIGKILL)
+        wait_gone(procs, 5)
+    return killed
+
+
+def reap_abandoned() -> list[int]:
+    """Kill processes of harness sessions whose owner is dead (a harness that was SIGKILLed)."""
+    killed = []
+    for proc in psutil.process_iter():
+        env = environ(proc)
+        owner = env.get(OWNER_ENV)
+        if env.get(SESSION_ENV) and owner and owner.isdigit() and not alive(int(owner)):
+            killed += signal_all([proc], signal.SIGKILL)
+    return killed
+
+
+class Spawned:
+    """A process the harness started in its own session, its output going to a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None):
+        self.argv, self.log = argv, log
+        self._logf: IO[bytes] = open(log, "ab")
+        self.popen = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._logf,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.pid = self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """End the whole process tree: certain, not hopeful (SIGKILL after ``grace``)."""
+        try:
+            procs = tree(psutil.Process(self.pid))
+        except psutil.Error:
+            procs = []
+        if procs:
+            stop(procs, grace)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=5)
+        self._logf.close()
+        return self.popen.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def wait_for(predicate, timeout: float, interval: float, what: str, hint: str = "") -> None:
+    """Poll ``predicate`` until it is true; raise TimeoutError naming what was waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}" + (f"; {hint}" if hint else ""))
+        time.sleep(interval)

@@ -1,0 +1,126 @@
+"""One scenario, end to end.
+
+``run_scenario`` is the whole pipeline (the matrix was loaded and validated before it is called):
+deploy the workload with the scenario's config -> start a flow run -> wait for each fault's
+trigger -> inject -> heal when due -> wait until the run is terminal, every fault healed and a
+quiet period passed, or the bound -> follow-ups (rerun) -> collect the history -> check ->
+write the journal line -> clean up what this scenario created (``System.deploy`` exits).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from harness import __version__, faults, observe
+from harness.backends import Deployed, System
+from harness.check import check
+from harness.journal import Journal
+from harness.scenario import FaultSpec, Scenario
+
+POLL = 0.25
+
+
+@dataclass
+class Armed:
+    spec: FaultSpec
+    record: faults.FaultRecord
+    fault: Any = None
+    heal_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        """Injected, due to heal, not healed yet."""
+        return self.fault is not None and self.heal_at is not None and self.record.healed_at is None
+
+
+def _watch(system: System, deployed: Deployed, scenario: Scenario, run_id: str, armed: list[Armed],
+           bound: float) -> None:
+    """Drive faults while the run goes; return once it settled (or at the bound)."""
+    started = time.time()
+    deadline = started + bound
+    needs_tasks = any(a.spec.when.task is not None for a in armed)
+    quiet_until = None
+    while True:
+        snap = observe.snapshot(system.api, run_id, with_tasks=needs_tasks and any(a.fault is None for a in armed))
+        waiting = next((a for a in armed if a.fault is None), None)
+        if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
+            waiting.fault = system.fault(waiting.spec, deployed, run_id)
+            faults.inject(waiting.fault, waiting.record)
+            if waiting.spec.heal_after_seconds is not None and waiting.record.error is None:
+                waiting.heal_at = time.time() + waiting.spec.heal_after_seconds
+            continue
+        now = time.time()
+        for a in armed:
+            if a.open and now >= a.heal_at:
+                faults.heal(a.fault, a.record)
+        if snap.terminal and not any(a.open for a in armed):
+            quiet_until = quiet_until or now + scenario.quiet_seconds
+            if now >= quiet_until:
+                return
+        elif snap.flow_state is not None:
+            quiet_until = None
+        if now >= deadline:
+            return
+        time.sleep(POLL)
+
+
+def _heal_all(armed: list[Armed]) -> None:
+    """Faults whose heal time is past the bound still heal: a server must come back up."""
+    for a in armed:
+        if a.open:
+            faults.heal(a.fault, a.record)
+
+
+def _wait_settled(system: System, run_id: str, bound: float, quiet: float) -> None:
+    deadline, quiet_until = time.time() + bound, None
+    while time.time() < deadline:
+        snap = observe.snapshot(system.api, run_id, with_tasks=False)
+        if snap.terminal:
+            quiet_until = quiet_until or time.time() + quiet
+            if time.time() >= quiet_until:
+                return
+        time.sleep(POLL)
+
+
+def run_scenario(scenario: Scenario, system: System, journal: Journal | None = None,
+                 prefect_version: str | None = None) -> dict[str, Any]:
+    """Run one scenario on one started system; return (and journal) its result line."""
+    backend = system.name
+    expect = scenario.expect.for_backend(backend)
+    instance = f"{scenario.id}-{uuid.uuid4().hex[:6]}"
+    armed = [Armed(spec, faults.FaultRecord(spec.kind, spec.target)) for spec in scenario.faults]
+    params, tags = scenario.workload.parameters, ["chaos", instance]
+    with system.deploy(scenario, instance) as deployed:
+        started = time.time()
+        run_id = system.api.create_flow_run(deployed.deployment_id, params, tags)
+        try:
+            _watch(system, deployed, scenario, run_id, armed, expect.settle_within_seconds)
+        finally:
+            _heal_all(armed)
+        for a in armed:
+            if a.fault is not None:
+                a.record.detail.update(a.fault.close())
+        reruns = []
+        for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
+            reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
+            _wait_settled(system, reruns[-1], expect.settle_within_seconds, scenario.quiet_seconds)
+        history = observe.collect(
+            system.api, scenario=scenario.id, backend=backend, started_at=started,
+            bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns,
+            faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
+        history.notes += deployed.notes
+        verdict = check(expect, history, scenario)
+        entry = {
+            "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
+            "prefect_version": prefect_version, "harness_version": __version__,
+            "started_at": started, "finished_at": time.time(),
+            "claim": scenario.claim.model_dump() if scenario.claim else None,
+            "expectation": expect.model_dump(), "then": [f.model_dump() for f in scenario.then],
+            "verdict": verdict.to_dict(), "history": history.to_dict(),
+        }
+        if journal is not None:  # before cleanup: a failing cleanup cannot lose a finished result
+            journal.write(entry)
+    return entry

@@ -1,0 +1,316 @@
+"""The expected-state matrix: the models of ``scenarios/*.yaml`` and their loading.
+
+The whole matrix is loaded and validated before anything runs.  Every error names the file, the
+scenario id and the field path, so a typo in row 40 is found before row 1 starts a server.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.faults import DEFAULT_TARGET, FAULT_KINDS
+
+BACKENDS = ("local", "docker", "kind")
+TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+STATE_TYPES = TERMINAL + ("RUNNING", "SCHEDULED", "PENDING", "PAUSED", "CANCELLING")
+CACHE_POLICIES = ("inputs", "task_source_inputs", "default", "none")
+ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
+
+
+class MatrixError(Exception):
+    """The matrix is invalid; ``errors`` holds one 'file: scenario: field: message' line each."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid scenario matrix:\n  " + "\n  ".join(errors))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+StateType = Literal[STATE_TYPES]  # type: ignore[valid-type]
+Count = Union[int, list[int]]
+
+
+def _upper(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.upper()
+    if isinstance(value, list):
+        return [v.upper() if isinstance(v, str) else v for v in value]
+    return value
+
+
+class Claim(_Model):
+    text: str
+    source: str
+    # What the claim predicts, in expectation fields; the checker evaluates it on the same
+    # history as the expectation, so the report can say held / refuted with evidence.
+    predicts: "RunExpectation | None" = None
+
+
+class Workload(_Model):
+    flow: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("flow")
+    @classmethod
+    def _flow_exists(cls, flow: str) -> str:
+        if not (FLOWS_DIR / f"{flow}.py").is_file():
+            known = sorted(p.stem for p in FLOWS_DIR.glob("*.py") if not p.stem.startswith("_"))
+            raise ValueError(f"no workload flows/{flow}.py (known: {', '.join(known)})")
+        return flow
+
+
+class JobConfig(_Model):
+    """Job variables of the work pool; each backend maps them to its own mechanism."""
+
+    stream_output: bool | None = None
+    mem_limit: str | None = None
+    backoff_limit: int | None = None
+
+    @field_validator("mem_limit")
+    @classmethod
+    def _mem(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bytes(value)
+        return value
+
+
+class Config(_Model):
+    flow_retries: int = Field(0, ge=0)
+    retry_delay_seconds: float = Field(0, ge=0)
+    cache_policy: Literal[CACHE_POLICIES] = "default"  # type: ignore[valid-type]
+    heartbeat_seconds: int | None = Field(None, ge=30)
+    zombie_automation_within: int | None = Field(None, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    job: JobConfig = Field(default_factory=JobConfig)
+
+    @model_validator(mode="after")
+    def _zombie_needs_heartbeat(self) -> "Config":
+        if self.zombie_automation_within is not None and self.heartbeat_seconds is None:
+            raise ValueError("zombie_automation_within needs heartbeat_seconds (the automation waits for heartbeats)")
+        return self
+
+
+class Trigger(_Model):
+    task: str | None = None
+    state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
+    after_seconds: float | None = Field(None, ge=0)
+    flow_state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
+
+    _up = field_validator("state", "flow_state", mode="before")(lambda cls, v: _upper(v))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Trigger":
+        kinds = [self.task is not None, self.after_seconds is not None, self.flow_state is not None]
+        if sum(kinds) != 1:
+            raise ValueError("give exactly one of {task, state}, {after_seconds} or {flow_state}")
+        if self.task is not None and self.state is None:
+            raise ValueError("a task trigger needs 'state' (e.g. running)")
+        if self.task is None and self.state is not None:
+            raise ValueError("'state' belongs to a task trigger; use 'flow_state' for the run")
+        return self
+
+    def describe(self) -> str:
+        if self.task is not None:
+            return f"task {self.task} {self.state}"
+        if self.flow_state is not None:
+            return f"flow run {self.flow_state}"
+        return f"{self.after_seconds:g}s after the run starts"
+
+
+class FaultSpec(_Model):
+    kind: str
+    target: str | None = None
+    when: Trigger
+    heal_after_seconds: float | None = Field(None, gt=0)
+    grace_seconds: float = Field(5, ge=0)  # terminate: SIGTERM, then this long, then SIGKILL
+    mem_limit: str | None = None  # oom: overrides config.job.mem_limit
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, kind: str) -> str:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(FAULT_KINDS)})")
+        return kind
+
+    @model_validator(mode="after")
+    def _target_and_heal(self) -> "FaultSpec":
+        targets, heals = FAULT_KINDS[self.kind]
+        target = self.target or DEFAULT_TARGET.get(self.kind, "flow-run")
+        if target not in targets:
+            raise ValueError(f"fault {self.kind!r} cannot target {target!r} (allowed: {', '.join(sorted(targets))})")
+        object.__setattr__(self, "target", target)
+        if heals == "never" and self.heal_after_seconds is not None:
+            raise ValueError(f"fault {self.kind!r} does not heal; remove heal_after_seconds")
+        if heals == "required" and self.heal_after_seconds is None:
+            raise ValueError(f"fault {self.kind!r} needs heal_after_seconds (how long the target stays down)")
+        if self.mem_limit is not None:
+            parse_bytes(self.mem_limit)
+        return self
+
+
+class RunExpectation(_Model):
+    """What one flow run must look like at the end: a subset of the full expectation."""
+
+    final: StateType | list[StateType] | None = None  # type: ignore[valid-type]
+    final_name: str | list[str] | None = None
+    message: str | None = None  # a regex searched in the final state's message
+    run_count: Count | None = None
+
+    _up = field_validator("final", mode="before")(lambda cls, v: _upper(v))
+
+    @field_validator("message")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+
+class Expectation(RunExpectation):
+    executions: dict[str, Count] = Field(default_factory=dict)
+    detect_within_seconds: float | None = Field(None, gt=0)
+    settle_within_seconds: float = Field(..., gt=0)
+    subflows: RunExpectation | None = None
+    overlap: bool = False  # two processes executing the same flow run at once
+    flapping: bool = False  # a terminal state later overwritten
+
+
+class ExpectationOverride(Expectation):
+    settle_within_seconds: float | None = Field(None, gt=0)  # type: ignore[assignment]
+
+
+class FullExpectation(Expectation):
+    backends: dict[str, ExpectationOverride] = Field(default_factory=dict)
+
+    @field_validator("backends")
+    @classmethod
+    def _known(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if name not in BACKENDS:
+                raise ValueError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+        return value
+
+    def for_backend(self, backend: str) -> Expectation:
+        base = self.model_dump(exclude={"backends"})
+        override = self.backends.get(backend)
+        if override is not None:
+            base.update(override.model_dump(exclude_unset=True))
+        return Expectation.model_validate(base)
+
+
+class FollowUp(_Model):
+    action: Literal["rerun"]
+    expect: RunExpectation = Field(default_factory=RunExpectation)
+
+
+class Scenario(_Model):
+    id: str
+    title: str
+    claim: Claim | None = None
+    backends: list[Literal[BACKENDS]]  # type: ignore[valid-type]
+    workload: Workload
+    config: Config = Field(default_factory=Config)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    then: list[FollowUp] = Field(default_factory=list)
+    expect: FullExpectation
+    # after the run is terminal and every fault healed, watch this long for a state that
+    # overwrites the terminal one (flapping) before the scenario ends
+    quiet_seconds: float = Field(3, ge=0)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not ID_RE.match(value):
+            raise ValueError("must be lowercase words joined by '-', e.g. kill-flow-process")
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one backend")
+        return value
+
+
+Claim.model_rebuild()
+
+
+def parse_bytes(text: str) -> int:
+    """'256Mi', '1Gi', '500M', '1024' -> bytes (Kubernetes quantity suffixes and Docker's)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?|[kmgt]b?|)\s*", str(text))
+    if not match:
+        raise ValueError(f"not a memory size: {text!r} (use e.g. 256Mi, 1Gi, 512m)")
+    number, unit = float(match.group(1)), match.group(2)
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+    base = 1024 if (unit.endswith("i") or len(unit) == 1 and unit.islower() or unit.endswith("b")) else 1000
+    return int(number * base ** powers[unit[:1].lower()])
+
+
+def _format_error(path: Path, scenario_id: str, err: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {msg}"
+
+
+def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
+    """Parse one matrix file; return its scenarios and its error lines (never raises)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        return [], [f"{path}: not valid YAML: {exc}".replace("\n", " ")]
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list):
+        return [], [f"{path}: the file must be a list of scenarios, found {type(raw).__name__}"]
+    scenarios, errors = [], []
+    for index, row in enumerate(raw):
+        sid = row.get("id", f"#{index + 1}") if isinstance(row, dict) else f"#{index + 1}"
+        try:
+            scenarios.append(Scenario.model_validate(row))
+        except ValidationError as exc:
+            errors.extend(_format_error(path, str(sid), e) for e in exc.errors())
+    return scenarios, errors
+
+
+def load_matrix(*paths: Path | str) -> list[Scenario]:
+    """Load every ``*.yaml`` under the given files/directories; raise MatrixError listing all errors."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.yaml")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise MatrixError([f"{p}: no such file or directory"])
+    scenarios, errors, seen = [], [], {}
+    for f in files:
+        found, errs = load_file(f)
+        errors.extend(errs)
+        for s in found:
+            if s.id in seen:
+                errors.append(f"{f}: scenario {s.id!r}: id: duplicate id, first defined in {seen[s.id]}")
+            seen[s.id] = f
+            scenarios.append(s)
+    if errors:
+        raise MatrixError(errors)
+    return scenarios
+
+
+def select(scenarios: list[Scenario], patterns: list[str] | None, backends: list[str]) -> list[tuple[Scenario, str]]:
+    """(scenario, backend) pairs matching any id/glob pattern and any of the chosen backends."""
+    pairs = []
+    for s in scenarios:
+        if patterns and not any(fnmatch.fnmatchcase(s.id, p) for p in patterns):
+            continue
+        pairs.extend((s, b) for b in s.backends if b in backends)
+    return pairs
