@@ -256,10 +256,19 @@ def parse_bytes(text: str) -> int:
     return int(number * base ** powers[unit[:1].lower()])
 
 
-def _format_error(path: Path, scenario_id: str, err: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-"))
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {msg}"
+# pydantic names the member of a union it tried ('literal[...]', 'list[int]', 'int'): not a field
+_TYPE_TAG = re.compile(r"^(?:[\w-]+\[.*\]|int|str|float|bool|none)$")
+
+
+def _format_errors(path: Path, scenario_id: str, errors: list[dict[str, Any]]) -> list[str]:
+    """One line per field: a value that fits no member of a union gets one line, not one per member."""
+    by_field: dict[str, list[str]] = {}
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"] if not _TYPE_TAG.match(str(p)))
+        msg = err["msg"].removeprefix("Value error, ")
+        if msg not in by_field.setdefault(loc, []):
+            by_field[loc].append(msg)
+    return [f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {'; or '.join(msgs)}" for loc, msgs in by_field.items()]
 
 
 def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
@@ -278,7 +287,7 @@ def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
         try:
             scenarios.append(Scenario.model_validate(row))
         except ValidationError as exc:
-            errors.extend(_format_error(path, str(sid), e) for e in exc.errors())
+            errors.extend(_format_errors(path, str(sid), exc.errors()))
     return scenarios, errors
 
 

@@ -1,0 +1,68 @@
+"""Command line: ``python -m harness validate|run``.
+
+``validate PATH...`` checks matrix files and prints every error (file, scenario, field).
+``run`` is the main job: the chaos matrix through pytest (``-m chaos``), ending with the
+journal's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from harness.journal import default_path
+from harness.scenario import MatrixError, load_matrix
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def validate(paths: list[str]) -> int:
+    try:
+        scenarios = load_matrix(*paths)
+    except MatrixError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {len(scenarios)} scenario(s) in {', '.join(paths)}")
+    return 0
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    journal = Path(args.journal or default_path()).resolve()
+    os.environ["CHAOS_JOURNAL"] = str(journal)
+    argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
+            "--chaos-matrix", args.matrix, *extra]
+    for b in args.backend or []:
+        argv += ["--chaos-backend", b]
+    for s in args.scenario or []:
+        argv += ["--chaos-scenario", s]
+    code = pytest.main(argv)
+    print(f"journal: {journal}" if journal.is_file() else "journal: none (no scenario finished)")
+    return int(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="validate matrix files or directories")
+    v.add_argument("paths", nargs="+")
+    r = sub.add_parser("run", help="run the chaos matrix (extra arguments go to pytest)")
+    r.add_argument("--backend", action="append", help="local (default), docker, kind")
+    r.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
+    r.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "validate":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return validate(args.paths)
+    return run(args, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

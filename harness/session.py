@@ -1,0 +1,88 @@
+"""A harness session: its id, its temporary directory, its systems under test, its cleanup.
+
+One session per pytest process (per xdist worker).  ``close`` is idempotent and runs on normal
+exit, on failure, on Ctrl-C (pytest tears the session down) and on SIGTERM (turned into
+KeyboardInterrupt); ``atexit`` is the last net.  A session also ends what a previous harness left
+behind when it was SIGKILLed: processes and temporary directories whose owner is dead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+from harness import backends, cgroups, procs
+
+WORKDIR_PREFIX = "chaos-harness-"
+
+
+def prefect_version() -> str | None:
+    try:
+        return metadata.version("prefect")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _sigterm(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def clean_abandoned(tmp: Path | None = None) -> list[str]:
+    """Remove what SIGKILLed harness sessions left: their processes and temporary directories."""
+    removed = [f"pid {pid}" for pid in procs.reap_abandoned()]
+    for d in Path(tmp or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((d / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not procs.alive(owner):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
+    return removed
+
+
+class ChaosSession:
+    def __init__(self) -> None:
+        self.id = uuid.uuid4().hex[:8]
+        self.abandoned = clean_abandoned()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
+        (self.workdir / "owner.pid").write_text(str(os.getpid()))
+        self.systems: dict[str, backends.System] = {}
+        self._closed = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _sigterm)
+        atexit.register(self.close)
+
+    def system(self, backend: str) -> backends.System:
+        """The started system under test of ``backend``, started on first use."""
+        if backend not in self.systems:
+            workdir = self.workdir / backend
+            workdir.mkdir(exist_ok=True)
+            self.systems[backend] = backends.start(backend, workdir, self.id)
+        return self.systems[backend]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for system in self.systems.values():
+                try:
+                    system.close()
+                except Exception:
+                    pass
+        finally:
+            procs.reap(self.id)
+            for path in cgroups.leftovers(self.id):
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,21 @@
+"""The expected-state matrix as tests: one case per (scenario, backend), parametrized by the
+plugin from ``scenarios/``.  Select with ``-m chaos``, ``--chaos-scenario`` and ``--chaos-backend``."""
+
+import pytest
+
+from harness.report import describe
+from harness.run import run_scenario
+from harness.session import prefect_version
+
+pytestmark = pytest.mark.chaos
+
+
+def test_scenario(chaos_case, chaos_session, chaos_journal):
+    scenario, backend = chaos_case
+    try:
+        system = chaos_session.system(backend)
+    except NotImplementedError as exc:
+        pytest.skip(str(exc))
+    result = run_scenario(scenario, system, chaos_journal, prefect_version())
+    if result["verdict"]["outcome"] != "pass":
+        pytest.fail(describe(result), pytrace=False)

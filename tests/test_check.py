@@ -1,0 +1,134 @@
+"""The checker on hand-written histories: every verdict path, every figure."""
+
+from harness.check import check, figures, overlaps
+from harness.history import FlowRun, History, State
+from harness.scenario import Expectation, Scenario
+
+T0 = 1000.0
+
+
+def st(kind, at, name=None, message=None):
+    return State(kind, name or kind.title(), T0 + at, message)
+
+
+def history(states, *, faults=None, ledger=None, run_count=1, extra_runs=()):
+    main = FlowRun("run-1", "pipeline", "main", states, run_count)
+    return History("s", "local", T0, T0 + 60, 60, [main, *extra_runs], [],
+                   faults if faults is not None else [{"kind": "kill", "target": "flow-run", "injected_at": T0 + 10,
+                                                       "healed_at": None, "detail": {}, "error": None}],
+                   ledger or [])
+
+
+def line(task, at, pid=1, event="start", run="run-1"):
+    return {"event": event, "task": task, "time": T0 + at, "pid": pid, "host": "h", "flow_run_id": run}
+
+
+CRASHED_RUN = [st("SCHEDULED", 0), st("RUNNING", 2), st("CRASHED", 10.5, message="Process exited with status code: -9")]
+
+
+def expect(**kw):
+    kw.setdefault("settle_within_seconds", 60)
+    return Expectation(**kw)
+
+
+def test_pass_with_figures():
+    h = history(CRASHED_RUN, ledger=[line("step-1", 3), line("step-1", 5, event="end"), line("step-2", 6)])
+    v = check(expect(final="CRASHED", run_count=1, executions={"step-1": 1, "step-2": 1, "step-3": 0},
+                     detect_within_seconds=1, message="status code: -9"), h)
+    assert v.outcome == "pass", v.reasons
+    assert v.figures["time_to_detect"] == 0.5
+    assert v.figures["detected_as"] == "CRASHED/Crashed"
+    assert v.figures["time_to_settle"] == 10.5
+    assert v.figures["executions"] == {"step-1": 1, "step-2": 1}
+
+
+def test_each_difference_is_a_reason():
+    h = history(CRASHED_RUN, ledger=[line("step-1", 3), line("step-1", 4)])
+    v = check(expect(final="COMPLETED", run_count=2, executions={"step-1": 1}, detect_within_seconds=0.1,
+                     settle_within_seconds=5, message="OOM"), h)
+    assert v.outcome == "fail"
+    text = "\n".join(v.reasons)
+    for words in ["final state CRASHED", "run_count 1, expected 2", "step-1: executed 2", "detected after 0.5s",
+                  "settled after 10.5s", "does not match /OOM/"]:
+        assert words in text
+
+
+def test_allowed_lists():
+    assert check(expect(final=["FAILED", "CRASHED"], run_count=[1, 2]), history(CRASHED_RUN)).outcome == "pass"
+
+
+def test_stuck_run_passes_only_when_expected():
+    running = [st("SCHEDULED", 0), st("RUNNING", 2)]
+    assert check(expect(final="RUNNING"), history(running)).outcome == "pass"
+    v = check(expect(final="CRASHED"), history(running))
+    assert v.outcome == "fail" and any("stuck" in r for r in v.reasons)
+    assert figures(history(running))["stuck"] is True
+
+
+def test_no_detection_when_nothing_reflects_the_fault():
+    completed = [st("SCHEDULED", 0), st("RUNNING", 2), st("COMPLETED", 20)]
+    v = check(expect(final="COMPLETED", detect_within_seconds=5), history(completed))
+    assert v.figures["time_to_detect"] is None
+    assert any("no state reflected the fault" in r for r in v.reasons)
+
+
+def test_flapping_terminal_state_overwritten():
+    flapped = CRASHED_RUN + [st("RUNNING", 12), st("COMPLETED", 15)]
+    assert figures(history(flapped))["flapping"] is True
+    assert check(expect(final="COMPLETED"), history(flapped)).outcome == "fail"
+    assert check(expect(final="COMPLETED", flapping=True), history(flapped)).outcome == "pass"
+
+
+def test_overlap_from_ledger_intervals():
+    two_at_once = [line("step-2", 5, pid=1), line("step-2", 9, pid=1, event="end"), line("step-2", 7, pid=2)]
+    assert overlaps(history(CRASHED_RUN, ledger=two_at_once))[0]["processes"] == [["h", 1], ["h", 2]]
+    one_after_other = [line("step-2", 5, pid=1), line("step-2", 9, pid=2)]
+    assert overlaps(history(CRASHED_RUN, ledger=one_after_other)) == []
+    other_runs = [line("step-2", 5, pid=1), line("step-2", 6, pid=2, run="run-2"), line("step-2", 9, pid=1)]
+    assert overlaps(history(CRASHED_RUN, ledger=other_runs)) == []
+    v = check(expect(final="CRASHED"), history(CRASHED_RUN, ledger=two_at_once))
+    assert any("overlapping executions" in r for r in v.reasons)
+
+
+def test_unknown_when_the_fault_never_fired_or_failed():
+    never = [{"kind": "kill", "target": "flow-run", "injected_at": None, "healed_at": None, "detail": {}, "error": None}]
+    v = check(expect(final="CRASHED"), history(CRASHED_RUN, faults=never))
+    assert v.outcome == "unknown" and "never fired" in v.reasons[0]
+    failed = [dict(never[0], error="inject failed: LookupError: no live flow-run process")]
+    assert check(expect(final="CRASHED"), history(CRASHED_RUN, faults=failed)).outcome == "unknown"
+    assert check(expect(final="CRASHED"), history([])).outcome == "unknown"
+
+
+def test_unknown_when_the_api_could_not_be_read():
+    h = history(CRASHED_RUN)
+    h.notes.append("unknown: the API could not be read after 60s")
+    assert check(expect(final="CRASHED"), h).outcome == "unknown"
+
+
+def test_subflows_and_reruns_and_claim():
+    sub = FlowRun("run-2", "child", "subflow", [st("RUNNING", 5)], 1)
+    rerun = FlowRun("run-3", "pipeline", "rerun", [st("SCHEDULED", 20), st("COMPLETED", 30)], 1)
+    h = history(CRASHED_RUN, extra_runs=[sub, rerun])
+    scenario = Scenario.model_validate({
+        "id": "x", "title": "x", "backends": ["local"], "workload": {"flow": "pipeline"},
+        "claim": {"text": "c", "source": "s", "predicts": {"final": "COMPLETED"}},
+        "then": [{"action": "rerun", "expect": {"final": "COMPLETED"}}],
+        "expect": {"final": "CRASHED", "settle_within_seconds": 60, "subflows": {"final": "RUNNING"}},
+    })
+    v = check(scenario.expect.for_backend("local"), h, scenario)
+    assert v.outcome == "pass", v.reasons
+    assert v.claim == "refuted" and "final state CRASHED" in v.claim_reasons[0]
+    sub.states.append(st("CRASHED", 11))
+    v = check(scenario.expect.for_backend("local"), h, scenario)
+    assert any(r.startswith("subflow child: final state CRASHED") for r in v.reasons)
+    h.flow_runs.remove(rerun)
+    assert any("then[0] rerun: no state" in r for r in check(scenario.expect.for_backend("local"), h, scenario).reasons)
+
+
+def test_history_round_trips_through_json():
+    import json
+
+    h = history(CRASHED_RUN, ledger=[line("step-1", 3)])
+    again = History.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert again == h
+    assert [e[1] for e in again.timeline()][:3] == ["flow-run main run-1", "flow-run main run-1", "ledger"]

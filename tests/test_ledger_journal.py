@@ -1,0 +1,48 @@
+"""Ledger and journal files: appends are whole lines; torn lines never break reading."""
+
+import json
+import multiprocessing
+
+from harness import journal, ledger
+
+
+def _write_many(path, n):
+    import os
+
+    os.environ[ledger.LEDGER_ENV] = str(path)
+    for i in range(n):
+        ledger.record(f"t{i}", payload="x" * 200)
+
+
+def test_ledger_lines_from_concurrent_processes_never_interleave(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    procs = [multiprocessing.Process(target=_write_many, args=(path, 200)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    lines, torn = ledger.read(path)
+    assert (len(lines), torn) == (800, 0)
+    assert {l["event"] for l in lines} == {"start"}
+
+
+def test_ledger_is_silent_outside_the_harness(tmp_path, monkeypatch):
+    monkeypatch.delenv(ledger.LEDGER_ENV, raising=False)
+    ledger.record("t")  # no path: nothing written, no error
+    assert ledger.read(tmp_path / "missing.jsonl") == ([], 0)
+
+
+def test_torn_ledger_line_is_counted(tmp_path):
+    path = tmp_path / "l.jsonl"
+    path.write_text(json.dumps({"event": "start", "task": "a", "time": 1}) + "\n{\"event\": \"sta")
+    lines, torn = ledger.read(path)
+    assert len(lines) == 1 and torn == 1
+
+
+def test_journal_appends_and_skips_a_torn_last_line(tmp_path):
+    j = journal.Journal(tmp_path / "sub" / "j.jsonl")
+    j.write({"scenario": "a"})
+    j.write({"scenario": "b"})
+    with open(j.path, "a") as f:
+        f.write('{"scenario": "c"')  # a harness killed mid-write
+    assert [e["scenario"] for e in journal.read(j.path)] == ["a", "b"]

@@ -1,0 +1,57 @@
+"""The pytest plugin, through pytester: validation before anything runs, ids, selection."""
+
+import shutil
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROW = """
+- id: {id}
+  title: t
+  backends: [local, docker]
+  workload: {{flow: pipeline}}
+  expect: {{final: COMPLETED, settle_within_seconds: 30}}
+"""
+
+
+@pytest.fixture
+def project(pytester, repo_root):
+    shutil.copy(repo_root / "tests" / "test_chaos_matrix.py", pytester.path / "test_chaos_matrix.py")
+    (pytester.path / "scenarios").mkdir()
+    (pytester.path / "scenarios" / "a.yaml").write_text(ROW.format(id="kill-one") + ROW.format(id="kill-two")
+                                                        + ROW.format(id="freeze-one"))
+    return pytester
+
+
+def test_cases_have_readable_ids_and_the_chaos_marker(project):
+    result = project.runpytest("--collect-only", "-q", "-m", "chaos")
+    result.stdout.fnmatch_lines(["*test_scenario?kill-one@local?", "*test_scenario?kill-two@local?",
+                                 "*test_scenario?freeze-one@local?", "3 tests collected*"])
+
+
+def test_selection_by_glob_and_backend(project):
+    result = project.runpytest("--collect-only", "-q", "--chaos-scenario", "kill-*",
+                               "--chaos-backend", "local", "--chaos-backend", "docker")
+    result.stdout.fnmatch_lines(["*kill-one@local*", "*kill-one@docker*", "*kill-two@local*",
+                                 "*kill-two@docker*", "4 tests collected*"])
+    assert "freeze-one" not in result.stdout.str()
+
+
+def test_not_chaos_deselects_the_matrix(project):
+    result = project.runpytest("--collect-only", "-q", "-m", "not chaos")
+    assert "3 deselected" in result.stdout.str()
+
+
+def test_invalid_matrix_stops_pytest_before_anything_runs(project):
+    bad = project.path / "scenarios" / "b.yaml"
+    bad.write_text(ROW.format(id="bad-one").replace("final: COMPLETED", "final: EXPLODED"))
+    result = project.runpytest("-m", "chaos")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*b.yaml: scenario 'bad-one': expect.final: Input should be*"])
+    assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
+
+
+def test_unknown_backend_option_is_refused(project):
+    result = project.runpytest("--chaos-backend", "moon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -1,0 +1,117 @@
+"""The matrix schema: valid rows load, bad rows are reported with file, scenario and field."""
+
+import textwrap
+
+import pytest
+
+from harness.scenario import MatrixError, load_matrix, parse_bytes, select
+
+GOOD = """
+- id: kill-it
+  title: t
+  backends: [local]
+  workload: {flow: pipeline, parameters: {steps: 2}}
+  faults:
+    - {kind: kill, when: {task: step-1, state: running}}
+  expect:
+    final: crashed
+    settle_within_seconds: 30
+    backends:
+      docker: {final: [CRASHED, FAILED]}
+"""
+
+
+def write(tmp_path, text, name="m.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def errors_of(tmp_path, text):
+    with pytest.raises(MatrixError) as info:
+        load_matrix(write(tmp_path, text))
+    return info.value.errors
+
+
+def test_good_row_loads_with_defaults_and_backend_override(tmp_path):
+    [s] = load_matrix(write(tmp_path, GOOD))
+    assert s.faults[0].target == "flow-run"  # the default target of kill
+    assert s.expect.final == "CRASHED"  # state types are case-insensitive
+    assert s.expect.for_backend("local").final == "CRASHED"
+    assert s.expect.for_backend("docker").final == ["CRASHED", "FAILED"]
+    assert s.expect.for_backend("docker").settle_within_seconds == 30
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (("kind: kill,", "kind: smash,"), "faults.0.kind", "unknown fault kind 'smash'"),
+    (("flow: pipeline", "flow: nope"), "workload.flow", "no workload flows/nope.py"),
+    (("final: crashed", "final: exploded"), "expect.final", "Input should be"),
+    (("settle_within_seconds: 30", "settle_within_seconds: -1"), "expect.settle_within_seconds", "greater than 0"),
+    (("{task: step-1, state: running}", "{task: step-1}"), "faults.0.when", "needs 'state'"),
+    (("{kind: kill,", "{kind: kill, heal_after_seconds: 3,"), "faults.0", "does not heal"),
+    (("{kind: kill,", "{kind: oom, target: server,"), "faults.0", "cannot target 'server'"),
+    (("backends: [local]", "backends: [moon]"), "backends.0", "Input should be"),
+    (("id: kill-it", "id: Kill_It"), "id", "lowercase words"),
+    (("title: t", "title: t\n  colour: red"), "colour", "Extra inputs are not permitted"),
+    (("docker: {final", "mars: {final"), "expect.backends", "unknown backend 'mars'"),
+])
+def test_error_names_file_scenario_and_field(tmp_path, change, field, words):
+    [err] = errors_of(tmp_path, GOOD.replace(*change))
+    assert err.startswith(f"{tmp_path / 'm.yaml'}: scenario ")
+    assert f": {field}: " in err
+    assert words in err
+
+
+def test_all_errors_of_all_files_are_reported_together(tmp_path):
+    write(tmp_path, GOOD.replace("kind: kill,", "kind: smash,"), "a.yaml")
+    write(tmp_path, GOOD.replace("id: kill-it", "id: other").replace("flow: pipeline", "flow: nope"), "b.yaml")
+    with pytest.raises(MatrixError) as info:
+        load_matrix(tmp_path)
+    assert len(info.value.errors) == 2
+    assert "a.yaml: scenario 'kill-it'" in info.value.errors[0]
+    assert "b.yaml: scenario 'other'" in info.value.errors[1]
+
+
+def test_duplicate_ids_across_files(tmp_path):
+    write(tmp_path, GOOD, "a.yaml")
+    write(tmp_path, GOOD, "b.yaml")
+    [err] = errors_of_dir(tmp_path)
+    assert "b.yaml: scenario 'kill-it': id: duplicate id" in err
+
+
+def errors_of_dir(path):
+    with pytest.raises(MatrixError) as info:
+        load_matrix(path)
+    return info.value.errors
+
+
+def test_yaml_syntax_and_shape_errors_name_the_file(tmp_path):
+    assert "not valid YAML" in errors_of(tmp_path, "- id: [unclosed\n")[0]
+    assert "must be a list of scenarios" in errors_of(tmp_path, "id: x\n")[0]
+
+
+def test_zombie_automation_needs_heartbeats(tmp_path):
+    [err] = errors_of(tmp_path, GOOD.replace("faults:", "config: {zombie_automation_within: 90}\n  faults:"))
+    assert "config: zombie_automation_within needs heartbeat_seconds" in err
+
+
+def test_restart_server_needs_heal_time(tmp_path):
+    [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: restart-server,"))
+    assert "needs heal_after_seconds" in err
+
+
+def test_select_by_glob_and_backend(tmp_path):
+    scenarios = load_matrix(write(tmp_path, GOOD.replace("[local]", "[local, docker]")))
+    assert [(s.id, b) for s, b in select(scenarios, ["kill-*"], ["local"])] == [("kill-it", "local")]
+    assert select(scenarios, ["other"], ["local", "docker"]) == []
+    assert len(select(scenarios, None, ["local", "docker"])) == 2
+
+
+@pytest.mark.parametrize("text, value", [("256Mi", 256 * 2**20), ("1Gi", 2**30), ("512m", 512 * 2**20),
+                                         ("500M", 500 * 10**6), ("1024", 1024)])
+def test_parse_bytes(text, value):
+    assert parse_bytes(text) == value
+
+
+def test_the_repository_matrix_is_valid(repo_root):
+    assert len(load_matrix(repo_root / "scenarios")) >= 12
