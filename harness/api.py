@@ -7,6 +7,7 @@ and every backend.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,11 @@ from harness.history import State
 
 class APIError(RuntimeError):
     pass
+
+
+# SQLite answers "database is locked" as 503; a restarting server refuses connections.
+TRANSIENT = frozenset({429, 502, 503, 504})
+SETUP = 30.0  # seconds a setup call (deploy, create a run) retries transient failures
 
 
 def _epoch(ts: str) -> float:
@@ -36,14 +42,24 @@ class PrefectAPI:
     def close(self) -> None:
         self.http.close()
 
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            resp = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise APIError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 400:
-            raise APIError(f"{method} {self.url}{path}: HTTP {resp.status_code}: {resp.text[:500]}")
-        return resp.json() if resp.content else None
+    def _call(self, method: str, path: str, retry_for: float = 0, **kw: Any) -> Any:
+        """One request; ``retry_for`` > 0 retries transient failures that long (setup calls only:
+        an observation must see a down server as down)."""
+        deadline, pause = time.monotonic() + retry_for, 0.2
+        while True:
+            try:
+                resp = self.http.request(method, path, **kw)
+                if resp.status_code < 400:
+                    return resp.json() if resp.content else None
+                error = APIError(f"{method} {self.url}{path}: HTTP {resp.status_code}: {resp.text[:500]}")
+                transient = resp.status_code in TRANSIENT
+            except httpx.HTTPError as exc:
+                error = APIError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}")
+                transient = isinstance(exc, httpx.TransportError)
+            if not transient or time.monotonic() + pause > deadline:
+                raise error
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def healthy(self) -> bool:
         try:
@@ -68,7 +84,7 @@ class PrefectAPI:
 
     def create_deployment(self, *, flow_name: str, name: str, pool: str, entrypoint: str, directory: str,
                           parameters: dict[str, Any], job_variables: dict[str, Any], tags: list[str]) -> str:
-        flow = self._call("POST", "/flows/", json={"name": flow_name})
+        flow = self._call("POST", "/flows/", SETUP, json={"name": flow_name})
         body = {
             "name": name,
             "flow_id": flow["id"],
@@ -81,17 +97,17 @@ class PrefectAPI:
             "enforce_parameter_schema": False,
             "tags": tags,
         }
-        return self._call("POST", "/deployments/", json=body)["id"]
+        return self._call("POST", "/deployments/", SETUP, json=body)["id"]
 
     def delete_deployment(self, deployment_id: str) -> None:
         self._call("DELETE", f"/deployments/{deployment_id}")
 
     def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], tags: list[str]) -> str:
         body = {"parameters": parameters, "tags": tags}
-        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)["id"]
+        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", SETUP, json=body)["id"]
 
     def create_automation(self, body: dict[str, Any]) -> str:
-        return self._call("POST", "/automations/", json=body)["id"]
+        return self._call("POST", "/automations/", SETUP, json=body)["id"]
 
     def delete_automation(self, automation_id: str) -> None:
         self._call("DELETE", f"/automations/{automation_id}")

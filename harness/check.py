@@ -152,7 +152,11 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
             why += check_run(follow.expect, reruns[i] if i < len(reruns) else None, f"then[{i}] {follow.action}")
     verdict = Verdict(FAIL if why else PASS, why, fig)
     if scenario is not None and scenario.claim is not None and scenario.claim.predicts is not None:
-        claim_why = check_run(scenario.claim.predicts, history.main, "claim")
+        predicts = scenario.claim.predicts
+        claim_why = check_run(predicts, history.main, "main run")
+        if predicts.subflows is not None:
+            for sub in history.runs("subflow"):
+                claim_why += check_run(predicts.subflows, sub, f"subflow {sub.flow_name}")
         verdict.claim = "refuted" if claim_why else "held"
         verdict.claim_reasons = claim_why
     return verdict

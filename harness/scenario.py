@@ -53,7 +53,7 @@ class Claim(_Model):
     source: str
     # What the claim predicts, in expectation fields; the checker evaluates it on the same
     # history as the expectation, so the report can say held / refuted with evidence.
-    predicts: "RunExpectation | None" = None
+    predicts: "Prediction | None" = None
 
 
 class Workload(_Model):
@@ -73,6 +73,7 @@ class JobConfig(_Model):
     """Job variables of the work pool; each backend maps them to its own mechanism."""
 
     stream_output: bool | None = None
+    command: str | None = None  # the flow-run command, e.g. "prefect flow-run execute"
     mem_limit: str | None = None
     backoff_limit: int | None = None
 
@@ -174,6 +175,12 @@ class RunExpectation(_Model):
         if value is not None:
             re.compile(value)
         return value
+
+
+class Prediction(RunExpectation):
+    """What a claim predicts: the main run's final state, run_count, message, and its subflows'."""
+
+    subflows: RunExpectation | None = None
 
 
 class Expectation(RunExpectation):

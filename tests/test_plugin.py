@@ -17,7 +17,7 @@ ROW = """
 
 @pytest.fixture
 def project(pytester, repo_root):
-    shutil.copy(repo_root / "tests" / "test_chaos_matrix.py", pytester.path / "test_chaos_matrix.py")
+    shutil.copy(repo_root / "tests" / "test_chaos_matrix.py", pytester.path / "test_matrix_copy.py")
     (pytester.path / "scenarios").mkdir()
     (pytester.path / "scenarios" / "a.yaml").write_text(ROW.format(id="kill-one") + ROW.format(id="kill-two")
                                                         + ROW.format(id="freeze-one"))

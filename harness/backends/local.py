@@ -55,6 +55,8 @@ def clean_env(home: Path, session: str) -> dict[str, str]:
         procs.SESSION_ENV: session,
         procs.OWNER_ENV: str(os.getpid()),
         "PYTHONUNBUFFERED": "1",
+        # flow-run commands ("prefect flow-run execute") resolve to the harness's own environment
+        "PATH": os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", os.defpath)]),
     })
     return env
 
@@ -259,12 +261,16 @@ class LocalSystem:
             def pool_ready() -> bool:
                 if not worker.running():
                     raise RuntimeError(f"prefect worker exited ({worker.popen.returncode}):\n{worker.tail()}")
-                return self.api.work_pool(pool) is not None
+                try:
+                    return self.api.work_pool(pool) is not None
+                except APIError:
+                    return False  # a busy SQLite answers 503; keep waiting
 
             procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its worker", f"see {worker.log}")
             job: dict[str, Any] = {"env": self._flow_env(scenario, deployed.ledger, home / "results")}
-            if scenario.config.job.stream_output is not None:
-                job["stream_output"] = scenario.config.job.stream_output
+            for key in ("stream_output", "command"):
+                if getattr(scenario.config.job, key) is not None:
+                    job[key] = getattr(scenario.config.job, key)
             flow = scenario.workload.flow
             deployed.deployment_id = self.api.create_deployment(
                 flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
