@@ -1,0 +1,110 @@
+"""Cleanup, proven on real runs: Ctrl-C and SIGKILL of the harness leave nothing behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness import cgroups, procs
+from harness.backends.local import port_open
+from harness.session import WORKDIR_PREFIX, clean_abandoned
+
+pytestmark = pytest.mark.integration
+
+MATRIX = """
+- id: quick-one
+  title: finishes before the interrupt; its journal line must survive it
+  backends: [local]
+  workload: {flow: pipeline, parameters: {steps: 1, sleep: 0}}
+  expect: {final: COMPLETED, settle_within_seconds: 60}
+- id: frozen-in-a-cgroup
+  title: a flow-run process inside a memory cgroup, frozen, when the harness is interrupted
+  backends: [local]
+  workload: {flow: memory_hog, parameters: {mb: 8, prepare_seconds: 120}}
+  faults:
+    - {kind: oom, mem_limit: 1Gi, when: {task: prepare, state: running}}
+    - {kind: freeze, when: {after_seconds: 0}}
+  expect: {final: CRASHED, settle_within_seconds: 300}
+"""
+
+
+def session_processes(owner: int) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter() if procs.environ(p).get(procs.OWNER_ENV) == str(owner)]
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def server_port(processes) -> int:
+    for p in processes:
+        cmd = p.cmdline()
+        if "server" in cmd and "--port" in cmd:
+            return int(cmd[cmd.index("--port") + 1])
+    raise AssertionError("no server process among the session's processes")
+
+
+def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo_root):
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
+    journal = tmp_path / "journal.jsonl"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--matrix", str(tmp_path / "m.yaml"), "--journal", str(journal),
+         "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def frozen_run():
+            found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
+            return found if found and all(p.status() == psutil.STATUS_STOPPED for p in found) else None
+
+        flow_procs = wait_until(frozen_run, 180, "a frozen flow-run process of the second scenario")
+        session = procs.environ(flow_procs[0])[procs.SESSION_ENV]
+        live = session_processes(harness.pid)
+        port = server_port(live)
+        assert cgroups.leftovers(session) or cgroups.version() is None, "the OOM fault made no cgroup"
+        workdirs = list(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{session}-*"))
+        assert workdirs and port_open(port) and len(live) >= 3  # server, worker, flow run
+        harness.send_signal(signal.SIGINT)
+        output, _ = harness.communicate(timeout=120)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert not [p.pid for p in live if procs.alive(p.pid)], output
+    assert procs.find(session) == []
+    assert cgroups.leftovers(session) == []
+    assert not any(d.exists() for d in workdirs)
+    assert not port_open(port)
+    lines = [json.loads(l) for l in journal.read_text().splitlines()]
+    assert [l["scenario"] for l in lines] == ["quick-one"]
+    assert lines[0]["verdict"]["outcome"] == "pass"
+
+
+def test_leftovers_of_a_sigkilled_harness_are_removed_by_the_next_session():
+    script = ("import time; from harness.session import ChaosSession; s = ChaosSession(); s.system('local'); "
+              "print(s.id, s.workdir, flush=True); time.sleep(600)")
+    harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        session, workdir = harness.stdout.readline().split()
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait(10)
+        left = procs.find(session)
+        assert left and Path(workdir).exists()  # the server outlived its harness
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    removed = clean_abandoned()
+    assert procs.find(session) == []
+    assert not Path(workdir).exists()
+    assert str(workdir) in removed

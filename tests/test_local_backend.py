@@ -1,0 +1,66 @@
+"""The local backend against a real Prefect server: worker shutdown, OOM evidence, targeting."""
+
+import psutil
+import pytest
+
+from harness import cgroups, procs
+from harness.run import run_scenario
+from harness.scenario import Scenario
+from harness.session import ChaosSession
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def local():
+    session = ChaosSession()
+    try:
+        yield session.system("local")
+    finally:
+        session.close()
+
+
+def scenario(**overrides) -> Scenario:
+    row = {
+        "id": "oom-probe", "title": "OOM evidence", "backends": ["local"],
+        "workload": {"flow": "memory_hog", "parameters": {"mb": 256, "prepare_seconds": 2}},
+        "config": {"job": {"mem_limit": "64Mi"}},
+        "faults": [{"kind": "oom", "when": {"task": "prepare", "state": "running"}}],
+        "expect": {"final": "CRASHED", "settle_within_seconds": 90},
+    }
+    row.update(overrides)
+    return Scenario.model_validate(row)
+
+
+def test_worker_shutdown_is_certain_and_touches_nothing_else(local):
+    bystander = psutil.Popen(["sleep", "60"])  # not the harness's: must survive every cleanup
+    try:
+        with local.deploy(scenario(faults=[]), "probe-worker") as deployed:
+            worker = deployed.extra["worker"]
+            assert worker.running()
+        assert not procs.alive(worker.pid)
+        assert procs.find(local.session, CHAOS_INSTANCE="probe-worker") == []
+        assert bystander.is_running()
+    finally:
+        bystander.kill()
+
+
+@pytest.mark.skipif(cgroups.version() is None, reason="no memory cgroup hierarchy mounted")
+def test_oom_through_a_memory_cgroup_is_recorded_as_a_kernel_oom_kill(local):
+    result = run_scenario(scenario(), local)
+    fault = result["history"]["faults"][0]
+    if fault["detail"].get("mechanism") == "rss-watchdog":
+        pytest.skip(f"no writable memory cgroup here: {fault['detail']['why_not_cgroup']}")
+    assert fault["detail"]["mechanism"] in ("cgroup-v1", "cgroup-v2")
+    assert fault["detail"]["oom_kills"] >= 1
+    assert result["verdict"]["figures"]["final"] == "CRASHED"
+    assert cgroups.leftovers(local.session) == []
+
+
+def test_oom_falls_back_to_an_rss_watchdog_and_says_so(local, monkeypatch):
+    monkeypatch.setenv("CHAOS_OOM_MECHANISM", "watchdog")
+    result = run_scenario(scenario(), local)
+    detail = result["history"]["faults"][0]["detail"]
+    assert detail["mechanism"] == "rss-watchdog"
+    assert detail["watchdog_killed_at"] is not None
+    assert result["verdict"]["figures"]["final"] == "CRASHED"
