@@ -11,9 +11,8 @@ class WorkloadError(RuntimeError):
 
 @task
 def work(seconds: float) -> None:
-    ledger.record("work")
-    sleep(seconds)
-    ledger.finish("work")
+    with ledger.execution("work"):
+        sleep(seconds)
     raise WorkloadError("the workload raised on request")
 
 

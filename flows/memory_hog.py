@@ -13,20 +13,18 @@ CHUNK = 8 * 1024 * 1024
 
 @task
 def prepare(seconds: float) -> None:
-    ledger.record("prepare")
-    sleep(seconds)
-    ledger.finish("prepare")
+    with ledger.execution("prepare"):
+        sleep(seconds)
 
 
 @task
 def allocate(mb: int, hold: float) -> int:
-    ledger.record("allocate")
-    held = []
-    for _ in range(mb * 1024 * 1024 // CHUNK):
-        held.append(bytearray(b"\x01") * CHUNK)
-        sleep(0.02)
-    sleep(hold)
-    ledger.finish("allocate")
+    with ledger.execution("allocate"):
+        held = []
+        for _ in range(mb * 1024 * 1024 // CHUNK):
+            held.append(bytearray(b"\x01") * CHUNK)
+            sleep(0.02)
+        sleep(hold)
     return len(held) * CHUNK
 
 

@@ -11,16 +11,14 @@ from _workload import flow_options, ledger, sleep, task_options
 
 @task
 def before(seconds: float) -> None:
-    ledger.record("before")
-    sleep(seconds)
-    ledger.finish("before")
+    with ledger.execution("before"):
+        sleep(seconds)
 
 
 @task
 def child_step(index: int, seconds: float) -> int:
-    ledger.record(f"child-step-{index}")
-    sleep(seconds)
-    ledger.finish(f"child-step-{index}")
+    with ledger.execution(f"child-step-{index}"):
+        sleep(seconds)
     return index
 
 

@@ -11,9 +11,8 @@ from _workload import flow_options, ledger, sleep, task_options
 
 @task
 def step(index: int, seconds: float) -> int:
-    ledger.record(f"step-{index}")
-    sleep(seconds)
-    ledger.finish(f"step-{index}")
+    with ledger.execution(f"step-{index}"):
+        sleep(seconds)
     return index
 
 

@@ -134,7 +134,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
             why.append(f"detected after {ttd:.1f}s, expected within {expect.detect_within_seconds:g}s")
     if fig["time_to_settle"] is not None and fig["time_to_settle"] > expect.settle_within_seconds:
         why.append(f"settled after {fig['time_to_settle']:.1f}s, bound {expect.settle_within_seconds:g}s")
-    if fig["stuck"] and not (expect.final and _matches("RUNNING", expect.final) or expect.final == fig["final"]):
+    if fig["stuck"] and (expect.final is None or not _matches(fig["final"], expect.final)):
         why.append(f"stuck: still {fig['final']} at the {history.bound_seconds:g}s bound")
     if expect.subflows is not None:
         subs = history.runs("subflow")

@@ -1,7 +1,7 @@
 """The ledger: an append-only JSONL file with one line per task-body execution.
 
-Workloads call :func:`record` at the start of every task body (``event: start``, the line that
-counts an execution) and :func:`finish` when the body returns (``event: end``), so a killed
+Workloads wrap every task body in :func:`execution`: a ``start`` line (the line that counts an
+execution) when the body begins and an ``end`` line when it is left, so a killed
 execution shows as a start without an end and overlapping executions can be found from intervals.
 It never touches the Prefect API: a fault on the API cannot lose a ledger line.  Standard library
 only, because it runs inside every flow-run process on every backend.
@@ -13,8 +13,9 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 LEDGER_ENV = "CHAOS_LEDGER"
 
@@ -56,6 +57,19 @@ def record(task: str, **extra: Any) -> None:
 def finish(task: str, **extra: Any) -> None:
     _append({"event": "end", "task": task, "pid": os.getpid(), "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
+
+
+@contextmanager
+def execution(task: str) -> Iterator[None]:
+    """Bracket one task-body execution: a start line now, an end line when the body is left
+    (with the error, if it raised).  A killed body leaves a start line only."""
+    record(task)
+    try:
+        yield
+    except BaseException as exc:
+        finish(task, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finish(task)
 
 
 def read(path: Path | str) -> tuple[list[dict[str, Any]], int]:

@@ -63,6 +63,10 @@ def test_stuck_run_passes_only_when_expected():
     v = check(expect(final="CRASHED"), history(running))
     assert v.outcome == "fail" and any("stuck" in r for r in v.reasons)
     assert figures(history(running))["stuck"] is True
+    v = check(expect(run_count=1), history(running))  # no final stated: stuck is still a failure
+    assert v.outcome == "fail" and any("stuck" in r for r in v.reasons)
+    awaiting = [st("SCHEDULED", 0), st("RUNNING", 2), st("SCHEDULED", 9, "AwaitingRetry")]
+    assert check(expect(final=["SCHEDULED", "PENDING"], final_name="AwaitingRetry"), history(awaiting)).outcome == "pass"
 
 
 def test_no_detection_when_nothing_reflects_the_fault():

@@ -46,3 +46,17 @@ def test_journal_appends_and_skips_a_torn_last_line(tmp_path):
     with open(j.path, "a") as f:
         f.write('{"scenario": "c"')  # a harness killed mid-write
     assert [e["scenario"] for e in journal.read(j.path)] == ["a", "b"]
+
+
+def test_execution_brackets_a_body_and_records_its_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(ledger.LEDGER_ENV, str(tmp_path / "l.jsonl"))
+    with ledger.execution("ok"):
+        pass
+    try:
+        with ledger.execution("boom"):
+            raise ValueError("bad")
+    except ValueError:
+        pass
+    lines, _ = ledger.read(tmp_path / "l.jsonl")
+    assert [(l["event"], l["task"]) for l in lines] == [("start", "ok"), ("end", "ok"), ("start", "boom"), ("end", "boom")]
+    assert lines[-1]["error"] == "ValueError: bad" and "error" not in lines[1]

@@ -321,10 +321,4 @@ class LocalSystem:
             worker.stop(grace=WORKER_GRACE)
         self.server.stop()
         self.api.close()
-        procs.reap(self.session)
-        for path in cgroups.leftovers(self.session):
-            try:
-                path.rmdir()
-            except OSError:
-                pass
 
