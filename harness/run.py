@@ -74,17 +74,6 @@ def _heal_all(armed: list[Armed]) -> None:
             faults.heal(a.fault, a.record)
 
 
-def _wait_settled(system: System, run_id: str, bound: float, quiet: float) -> None:
-    deadline, quiet_until = time.time() + bound, None
-    while time.time() < deadline:
-        snap = observe.snapshot(system.api, run_id, with_tasks=False)
-        if snap.terminal:
-            quiet_until = quiet_until or time.time() + quiet
-            if time.time() >= quiet_until:
-                return
-        time.sleep(POLL)
-
-
 def run_scenario(scenario: Scenario, system: System, journal: Journal | None = None,
                  prefect_version: str | None = None) -> dict[str, Any]:
     """Run one scenario on one started system; return (and journal) its result line."""
@@ -106,7 +95,7 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
         reruns = []
         for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
             reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
-            _wait_settled(system, reruns[-1], expect.settle_within_seconds, scenario.quiet_seconds)
+            _watch(system, deployed, scenario, reruns[-1], [], expect.settle_within_seconds)
         history = observe.collect(
             system.api, scenario=scenario.id, backend=backend, started_at=started,
             bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns,
