@@ -97,7 +97,7 @@ class Config(_Model):
     @model_validator(mode="after")
     def _zombie_needs_heartbeat(self) -> "Config":
         if self.zombie_automation_within is not None and self.heartbeat_seconds is None:
-            raise ValueError("zombie_automation_within needs heartbeat_seconds (the automation waits for heartbeats)")
+            raise ValueError("@zombie_automation_within: needs heartbeat_seconds (the automation waits for heartbeats)")
         return self
 
 
@@ -148,12 +148,12 @@ class FaultSpec(_Model):
         targets, heals = FAULT_KINDS[self.kind]
         target = self.target or DEFAULT_TARGET.get(self.kind, "flow-run")
         if target not in targets:
-            raise ValueError(f"fault {self.kind!r} cannot target {target!r} (allowed: {', '.join(sorted(targets))})")
+            raise ValueError(f"@target: fault {self.kind!r} cannot target {target!r} (allowed: {', '.join(sorted(targets))})")
         object.__setattr__(self, "target", target)
         if heals == "never" and self.heal_after_seconds is not None:
-            raise ValueError(f"fault {self.kind!r} does not heal; remove heal_after_seconds")
+            raise ValueError(f"@heal_after_seconds: fault {self.kind!r} does not heal; remove it")
         if heals == "required" and self.heal_after_seconds is None:
-            raise ValueError(f"fault {self.kind!r} needs heal_after_seconds (how long the target stays down)")
+            raise ValueError(f"@heal_after_seconds: fault {self.kind!r} needs it (how long the target stays down)")
         if self.mem_limit is not None:
             parse_bytes(self.mem_limit)
         return self
@@ -248,6 +248,13 @@ class Scenario(_Model):
             raise ValueError("list at least one backend")
         return value
 
+    @model_validator(mode="after")
+    def _oom_has_a_limit(self) -> "Scenario":
+        for i, fault in enumerate(self.faults):
+            if fault.kind == "oom" and fault.mem_limit is None and self.config.job.mem_limit is None:
+                raise ValueError(f"@faults.{i}.mem_limit: an oom fault needs a memory limit, here or in config.job.mem_limit")
+        return self
+
 
 Claim.model_rebuild()
 
@@ -273,6 +280,9 @@ def _format_errors(path: Path, scenario_id: str, errors: list[dict[str, Any]]) -
     for err in errors:
         loc = ".".join(str(p) for p in err["loc"] if not _TYPE_TAG.match(str(p)))
         msg = err["msg"].removeprefix("Value error, ")
+        if msg.startswith("@"):  # a row-level check names its own field: "@faults.0.mem_limit: ..."
+            field, msg = msg[1:].split(": ", 1)
+            loc = ".".join(filter(None, [loc, field]))
         if msg not in by_field.setdefault(loc, []):
             by_field[loc].append(msg)
     return [f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {'; or '.join(msgs)}" for loc, msgs in by_field.items()]

@@ -48,8 +48,8 @@ def test_good_row_loads_with_defaults_and_backend_override(tmp_path):
     (("final: crashed", "final: exploded"), "expect.final", "Input should be"),
     (("settle_within_seconds: 30", "settle_within_seconds: -1"), "expect.settle_within_seconds", "greater than 0"),
     (("{task: step-1, state: running}", "{task: step-1}"), "faults.0.when", "needs 'state'"),
-    (("{kind: kill,", "{kind: kill, heal_after_seconds: 3,"), "faults.0", "does not heal"),
-    (("{kind: kill,", "{kind: oom, target: server,"), "faults.0", "cannot target 'server'"),
+    (("{kind: kill,", "{kind: kill, heal_after_seconds: 3,"), "faults.0.heal_after_seconds", "does not heal"),
+    (("{kind: kill,", "{kind: oom, target: server,"), "faults.0.target", "cannot target 'server'"),
     (("backends: [local]", "backends: [moon]"), "backends.0", "Input should be"),
     (("id: kill-it", "id: Kill_It"), "id", "lowercase words"),
     (("title: t", "title: t\n  colour: red"), "colour", "Extra inputs are not permitted"),
@@ -92,12 +92,18 @@ def test_yaml_syntax_and_shape_errors_name_the_file(tmp_path):
 
 def test_zombie_automation_needs_heartbeats(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("faults:", "config: {zombie_automation_within: 90}\n  faults:"))
-    assert "config: zombie_automation_within needs heartbeat_seconds" in err
+    assert "config.zombie_automation_within: needs heartbeat_seconds" in err
+
+
+def test_oom_needs_a_memory_limit(tmp_path):
+    [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: oom,"))
+    assert "scenario 'kill-it': faults.0.mem_limit: an oom fault needs a memory limit" in err
+    load_matrix(write(tmp_path, GOOD.replace("{kind: kill,", "{kind: oom, mem_limit: 64Mi,")))
 
 
 def test_restart_server_needs_heal_time(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: restart-server,"))
-    assert "needs heal_after_seconds" in err
+    assert "faults.0.heal_after_seconds: fault 'restart-server' needs it" in err
 
 
 def test_select_by_glob_and_backend(tmp_path):

@@ -304,7 +304,7 @@ class LocalSystem:
         if spec.target == "server":
             made: Any = RestartServer(self.server)
         elif spec.kind == "oom":
-            limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"] or "128Mi")
+            limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
             made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
         elif spec.target == "worker":
             worker: procs.Spawned = deployed.extra["worker"]
