@@ -36,7 +36,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     journal = Path(args.journal or default_path()).resolve()
     os.environ["CHAOS_JOURNAL"] = str(journal)
     argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
-            "--chaos-matrix", args.matrix, *extra]
+            "--chaos-matrix", args.matrix,
+            # harness itself is imported before pytest loads it as a plugin: nothing to rewrite
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra]
     for b in args.backend or []:
         argv += ["--chaos-backend", b]
     for s in args.scenario or []:

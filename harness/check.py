@@ -107,6 +107,15 @@ def check_run(expect: RunExpectation, run: FlowRun | None, label: str) -> list[s
     return why
 
 
+def _check_executions(expected: dict[str, Any], fig: dict[str, Any]) -> list[str]:
+    why = []
+    for task, count in expected.items():
+        got = fig["executions"].get(task, 0)
+        if not _matches(got, count):
+            why.append(f"task {task}: executed {got} time(s), expected {count}")
+    return why
+
+
 def _unknown_reasons(history: History) -> list[str]:
     why = [f"fault {f['kind']} -> {f['target']}: {f['error']}" for f in history.faults if f.get("error")]
     why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger was not seen)"
@@ -121,11 +130,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     unknown = _unknown_reasons(history)
     if unknown:
         return Verdict(UNKNOWN, unknown, fig)
-    why = check_run(expect, history.main, "main run")
-    for task, count in expect.executions.items():
-        got = fig["executions"].get(task, 0)
-        if not _matches(got, count):
-            why.append(f"task {task}: executed {got} time(s), expected {count}")
+    why = check_run(expect, history.main, "main run") + _check_executions(expect.executions, fig)
     if expect.detect_within_seconds is not None:
         ttd = fig["time_to_detect"]
         if ttd is None:
@@ -153,7 +158,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     verdict = Verdict(FAIL if why else PASS, why, fig)
     if scenario is not None and scenario.claim is not None and scenario.claim.predicts is not None:
         predicts = scenario.claim.predicts
-        claim_why = check_run(predicts, history.main, "main run")
+        claim_why = check_run(predicts, history.main, "main run") + _check_executions(predicts.executions, fig)
         if predicts.subflows is not None:
             for sub in history.runs("subflow"):
                 claim_why += check_run(predicts.subflows, sub, f"subflow {sub.flow_name}")

@@ -178,9 +178,11 @@ class RunExpectation(_Model):
 
 
 class Prediction(RunExpectation):
-    """What a claim predicts: the main run's final state, run_count, message, and its subflows'."""
+    """What a claim predicts: the main run's final state, run_count, message, its subflows',
+    and task-body executions across the scenario (for claims about resumption)."""
 
     subflows: RunExpectation | None = None
+    executions: dict[str, Count] = Field(default_factory=dict)
 
 
 class Expectation(RunExpectation):

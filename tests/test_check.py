@@ -122,6 +122,11 @@ def test_subflows_and_reruns_and_claim():
     v = check(scenario.expect.for_backend("local"), h, scenario)
     assert v.outcome == "pass", v.reasons
     assert v.claim == "refuted" and "final state CRASHED" in v.claim_reasons[0]
+    resumed = scenario.model_copy(update={"claim": scenario.claim.model_copy(
+        update={"predicts": scenario.claim.predicts.model_copy(update={"final": None, "executions": {"step-1": 1}})})})
+    assert check(scenario.expect.for_backend("local"), h, resumed).claim == "refuted"  # step-1 never ran here
+    h.ledger.append({"event": "start", "task": "step-1", "time": T0 + 3, "pid": 1, "host": "h", "flow_run_id": "run-1"})
+    assert check(scenario.expect.for_backend("local"), h, resumed).claim == "held"
     sub.states.append(st("CRASHED", 11))
     v = check(scenario.expect.for_backend("local"), h, scenario)
     assert any(r.startswith("subflow child: final state CRASHED") for r in v.reasons)
