@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.journal import default_path
+from harness.journal import JOURNAL_ENV, default_path
 from harness.scenario import MatrixError, load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
     journal = Path(args.journal or default_path()).resolve()
-    os.environ["CHAOS_JOURNAL"] = str(journal)
+    os.environ[JOURNAL_ENV] = str(journal)
     argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
             "--chaos-matrix", args.matrix,
             # harness itself is imported before pytest loads it as a plugin: nothing to rewrite

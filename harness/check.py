@@ -116,6 +116,14 @@ def _check_executions(expected: dict[str, Any], fig: dict[str, Any]) -> list[str
     return why
 
 
+def _check_subflows(expect: RunExpectation, history: History) -> list[str]:
+    subs = history.runs("subflow")
+    why = [] if subs else ["subflows: none observed"]
+    for sub in subs:
+        why += check_run(expect, sub, f"subflow {sub.flow_name}")
+    return why
+
+
 def _unknown_reasons(history: History) -> list[str]:
     why = [f"fault {f['kind']} -> {f['target']}: {f['error']}" for f in history.faults if f.get("error")]
     why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger was not seen)"
@@ -142,11 +150,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     if fig["stuck"] and (expect.final is None or not _matches(fig["final"], expect.final)):
         why.append(f"stuck: still {fig['final']} at the {history.bound_seconds:g}s bound")
     if expect.subflows is not None:
-        subs = history.runs("subflow")
-        if not subs:
-            why.append("subflows: none observed")
-        for sub in subs:
-            why += check_run(expect.subflows, sub, f"subflow {sub.flow_name}")
+        why += _check_subflows(expect.subflows, history)
     if bool(fig["overlaps"]) != expect.overlap:
         why.append(f"overlapping executions: {fig['overlaps'] or 'none'}, expected {'some' if expect.overlap else 'none'}")
     if fig["flapping"] != expect.flapping:
@@ -160,8 +164,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
         predicts = scenario.claim.predicts
         claim_why = check_run(predicts, history.main, "main run") + _check_executions(predicts.executions, fig)
         if predicts.subflows is not None:
-            for sub in history.runs("subflow"):
-                claim_why += check_run(predicts.subflows, sub, f"subflow {sub.flow_name}")
+            claim_why += _check_subflows(predicts.subflows, history)
         verdict.claim = "refuted" if claim_why else "held"
         verdict.claim_reasons = claim_why
     return verdict

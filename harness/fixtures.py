@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from harness.journal import Journal
+from harness.journal import JOURNAL_ENV, Journal
 from harness.session import ChaosSession
 
 
@@ -23,4 +23,4 @@ def chaos_session() -> Iterator[ChaosSession]:
 
 @pytest.fixture(scope="session")
 def chaos_journal() -> Journal:
-    return Journal(os.environ["CHAOS_JOURNAL"])
+    return Journal(os.environ[JOURNAL_ENV])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
+JOURNAL_ENV = "CHAOS_JOURNAL"  # the journal of this run; xdist workers inherit it
 
 
 def default_path() -> Path:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from harness import journal as journal_mod
+from harness.journal import JOURNAL_ENV
 from harness.scenario import BACKENDS, MatrixError, load_matrix, select
 
 pytest_plugins = ["harness.fixtures"]
 
 MATRIX_KEY = pytest.StashKey[list]()
-JOURNAL_ENV = "CHAOS_JOURNAL"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -267,10 +267,9 @@ class LocalSystem:
                     return False  # a busy SQLite answers 503; keep waiting
 
             procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its worker", f"see {worker.log}")
-            job: dict[str, Any] = {"env": self._flow_env(scenario, deployed.ledger, home / "results")}
-            for key in ("stream_output", "command"):
-                if getattr(scenario.config.job, key) is not None:
-                    job[key] = getattr(scenario.config.job, key)
+            job: dict[str, Any] = {"env": self._flow_env(scenario, deployed.ledger, home / "results"),
+                                   **scenario.config.job.model_dump(include={"stream_output", "command"},
+                                                                    exclude_none=True)}
             flow = scenario.workload.flow
             deployed.deployment_id = self.api.create_deployment(
                 flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
