@@ -111,12 +111,18 @@ def reap(session: str) -> list[int]:
 
 def reap_abandoned() -> list[int]:
     """Kill processes of harness sessions whose owner is dead (a harness that was SIGKILLed)."""
-    killed = []
-    for proc in psutil.process_iter():
-        env = environ(proc)
-        owner = env.get(OWNER_ENV)
-        if env.get(SESSION_ENV) and owner and owner.isdigit() and not alive(int(owner)):
-            killed += signal_all([proc], signal.SIGKILL)
+    killed: list[int] = []
+    for _ in range(5):  # as in reap: children may re-parent between two scans
+        orphans = []
+        for proc in psutil.process_iter():
+            env = environ(proc)
+            owner = env.get(OWNER_ENV)
+            if env.get(SESSION_ENV) and owner and owner.isdigit() and not alive(int(owner)) and alive(proc.pid):
+                orphans.append(proc)
+        if not orphans:
+            break
+        killed += signal_all(orphans, signal.SIGKILL)
+        wait_gone(orphans, 5)  # SIGKILL is asynchronous: return only once they are really gone
     return killed
 
 
