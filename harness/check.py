@@ -40,9 +40,9 @@ def _first_injection(history: History) -> float | None:
 
 def overlaps(history: History) -> list[dict[str, Any]]:
     """Flow runs executed by two processes at once, from the ledger's per-process intervals."""
-    spans: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(dict)
+    spans: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
     for line in history.ledger:
-        run, who = line.get("flow_run_id"), (line.get("host"), line.get("pid"))
+        run, who = line.get("flow_run_id"), (line.get("host"), line.get("pid"), line.get("pstart"))
         if run is None:
             continue
         span = spans[run].setdefault(who, [line["time"], line["time"]])
@@ -52,13 +52,27 @@ def overlaps(history: History) -> list[dict[str, Any]]:
         procs = sorted(by_proc.items(), key=lambda kv: kv[1][0])
         for (a, (a0, a1)), (b, (b0, b1)) in zip(procs, procs[1:]):
             if b0 < a1:
-                found.append({"flow_run_id": run, "processes": [list(a), list(b)], "overlap_seconds": round(a1 - b0, 3)})
+                found.append({"flow_run_id": run, "processes": [list(a[:2]), list(b[:2])], "overlap_seconds": round(a1 - b0, 3)})
     return found
 
 
 def _flapped(run: FlowRun) -> bool:
     """A terminal state that is not the run's last state was overwritten."""
     return any(s.type in TERMINAL for s in run.states[:-1])
+
+
+def _oom_evidence(history: History, infra: list[dict[str, Any]]) -> bool | None:
+    """Did the kernel's OOM killer act on the main run?  None: nothing could tell."""
+    if infra:
+        return any(bool(i.get("oom_killed")) for i in infra)
+    told = None
+    for f in history.faults:
+        d = f.get("detail") or {}
+        if "oom_kills" in d:
+            told = bool(told) or d["oom_kills"] > 0
+        if "watchdog_killed_at" in d:
+            told = bool(told) or d["watchdog_killed_at"] is not None
+    return told
 
 
 def figures(history: History) -> dict[str, Any]:
@@ -68,10 +82,13 @@ def figures(history: History) -> dict[str, Any]:
         "final": None, "final_name": None, "run_count": None, "time_to_detect": None,
         "detected_as": None, "time_to_settle": None, "stuck": None, "flapping": False,
         "executions": dict(sorted(Counter(l["task"] for l in history.ledger if l.get("event") == "start").items())),
-        "re_executions": 0, "overlaps": overlaps(history),
+        "re_executions": 0, "overlaps": overlaps(history), "oom_killed": None, "exit_code": None,
     }
     fig["re_executions"] = sum(max(0, n - 1) for n in fig["executions"].values())
     fig["flapping"] = any(_flapped(r) for r in history.flow_runs if r.role != "subflow")
+    infra = [i for i in history.infrastructure if main is not None and i.get("flow_run_id") == main.id]
+    fig["oom_killed"] = _oom_evidence(history, infra)
+    fig["exit_code"] = infra[0].get("exit_code") if infra else None
     if main is None or main.final is None:
         return fig
     fig.update(final=main.final.type, final_name=main.final.name, run_count=main.run_count,
@@ -155,6 +172,13 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
         why.append(f"overlapping executions: {fig['overlaps'] or 'none'}, expected {'some' if expect.overlap else 'none'}")
     if fig["flapping"] != expect.flapping:
         why.append(f"flapping (a terminal state overwritten): {fig['flapping']}, expected {expect.flapping}")
+    for name, wanted in (("oom_killed", expect.oom_killed), ("exit_code", expect.exit_code)):
+        if wanted is None:
+            continue
+        if fig[name] is None:
+            why.append(f"{name}: the backend gave no evidence, expected {wanted}")
+        elif not _matches(fig[name], wanted):
+            why.append(f"{name}: {fig[name]}, expected {wanted}")
     if scenario is not None:
         reruns = history.runs("rerun")
         for i, follow in enumerate(scenario.then):

@@ -56,6 +56,9 @@ class History:
     faults: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the observer could not see, and why
+    # the backend's own account of each flow run's infrastructure (docker: a container's exit
+    # code and OOMKilled flag), which Prefect's states may not carry
+    infrastructure: list[dict[str, Any]] = field(default_factory=list)
 
     def runs(self, role: str) -> list[FlowRun]:
         return [r for r in self.flow_runs if r.role == role]

@@ -34,6 +34,22 @@ def _context() -> dict[str, Any]:
         return {}
 
 
+def _process_start() -> int | None:
+    """The process's start time in clock ticks since boot (/proc/self/stat field 22).
+
+    pid and host alone do not name a process: two containers (own pid namespaces, the host's
+    hostname under host networking) both run their flow as pid 1 or 7.  The start time tells them
+    apart, and it is the same clock in every container of one machine."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PSTART = _process_start()
+
+
 def _append(line: dict[str, Any]) -> None:
     path = os.environ.get(LEDGER_ENV)
     if not path:
@@ -50,12 +66,12 @@ def _append(line: dict[str, Any]) -> None:
 
 def record(task: str, **extra: Any) -> None:
     """Write the start line of one task-body execution."""
-    _append({"event": "start", "task": task, "pid": os.getpid(), "host": socket.gethostname(),
+    _append({"event": "start", "task": task, "pid": os.getpid(), "pstart": _PSTART, "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
 
 
 def finish(task: str, **extra: Any) -> None:
-    _append({"event": "end", "task": task, "pid": os.getpid(), "host": socket.gethostname(),
+    _append({"event": "end", "task": task, "pid": os.getpid(), "pstart": _PSTART, "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
 
 

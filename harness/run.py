@@ -101,6 +101,12 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
             bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns,
             faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
         history.notes += deployed.notes
+        account = getattr(system, "infrastructure", None)
+        if account is not None:
+            try:
+                history.infrastructure = account(deployed)
+            except Exception as exc:
+                history.notes.append(f"infrastructure account unavailable: {type(exc).__name__}: {exc}")
         verdict = check(expect, history, scenario)
         entry = {
             "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,

@@ -192,6 +192,10 @@ class Expectation(RunExpectation):
     subflows: RunExpectation | None = None
     overlap: bool = False  # two processes executing the same flow run at once
     flapping: bool = False  # a terminal state later overwritten
+    # what the infrastructure says, beyond Prefect: the kernel's OOM killer acted (a docker
+    # container's OOMKilled, a cgroup's oom_kill count), and the first container's exit code
+    oom_killed: bool | None = None
+    exit_code: Count | None = None
 
 
 class ExpectationOverride(Expectation):

@@ -37,6 +37,12 @@ def _sigterm(signum, frame):  # noqa: ARG001
 def clean_abandoned(tmp: Path | None = None) -> list[str]:
     """Remove what SIGKILLed harness sessions left: their processes and temporary directories."""
     removed = [f"pid {pid}" for pid in procs.reap_abandoned()]
+    try:
+        from harness.backends.docker import reap_abandoned as reap_containers
+    except ImportError:  # no docker extra: no containers of ours can exist
+        pass
+    else:
+        removed += reap_containers()
     for d in Path(tmp or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
         try:
             owner = int((d / "owner.pid").read_text())
@@ -55,17 +61,27 @@ class ChaosSession:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
         self.systems: dict[str, backends.System] = {}
+        self.unavailable: dict[str, str] = {}  # backend -> why it could not start (asked once)
         self._closed = False
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _sigterm)
         atexit.register(self.close)
 
     def system(self, backend: str) -> backends.System:
-        """The started system under test of ``backend``, started on first use."""
+        """The started system under test of ``backend``, started on first use.
+
+        Raises :class:`backends.Unavailable` when the backend cannot run here; the reason is
+        kept, so later scenarios of that backend skip at once instead of trying again."""
+        if backend in self.unavailable:
+            raise backends.Unavailable(self.unavailable[backend])
         if backend not in self.systems:
             workdir = self.workdir / backend
             workdir.mkdir(exist_ok=True)
-            self.systems[backend] = backends.start(backend, workdir, self.id)
+            try:
+                self.systems[backend] = backends.start(backend, workdir, self.id)
+            except backends.Unavailable as exc:
+                self.unavailable[backend] = str(exc)
+                raise
         return self.systems[backend]
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.api import PrefectAPI
+from harness.engine import Unavailable
 from harness.faults import Fault
 from harness.scenario import FaultSpec, Scenario
 
@@ -29,6 +30,9 @@ class Deployed:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+__all__ = ["Deployed", "System", "Unavailable", "start"]
+
+
 class System(Protocol):
     name: str
     api: PrefectAPI
@@ -41,9 +45,15 @@ class System(Protocol):
 
 
 def start(name: str, workdir: Path, session: str) -> System:
-    """Start the system under test of backend ``name``."""
+    """Start the system under test of backend ``name``; :class:`Unavailable` says why it cannot."""
     if name == "local":
         from harness.backends.local import LocalSystem
 
         return LocalSystem(workdir, session)
-    raise NotImplementedError(f"backend {name!r} is not built yet (available: local)")
+    if name == "docker":
+        try:
+            from harness.backends.docker import DockerSystem
+        except ImportError as exc:
+            raise Unavailable(f"the docker backend needs the 'docker' extra ({exc})") from exc
+        return DockerSystem(workdir, session)
+    raise Unavailable(f"backend {name!r} is not built yet (available: local, docker)")

@@ -1,0 +1,397 @@
+"""The ``docker`` backend: the Prefect server in a testcontainers container, flow runs in containers.
+
+Server: a testcontainers container from the harness image (``harness.engine``), host networking,
+``prefect server start`` on 127.0.0.1 and a free port, SQLite on a named volume, so that
+``restart-server`` restarts the same container on the same database.  Per scenario: a ``docker``
+work pool served by its own prefect-docker worker (a host process, like the local backend's
+worker), which starts every flow run in its own container: host networking, the image never
+pulled, the workload and the ledger bind-mounted at their host paths.
+
+Every container, volume and network carries the session's labels.  Faults go through the Docker
+API to containers found by those labels and Prefect's own ``io.prefect.flow-run-id`` label, never
+by name.  testcontainers' reaper is disabled (its image cannot be pulled without a registry); the
+label-based cleanup here replaces it, also for a harness that was SIGKILLed (``reap_abandoned``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+
+from harness import engine, procs
+from harness.api import APIError, PrefectAPI
+from harness.backends import Deployed
+from harness.backends.local import WORKER_GRACE, SignalFault, clean_env, free_port, zombie_automation
+from harness.ledger import LEDGER_ENV
+from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads its config
+
+SESSION_LABEL = "chaos-harness.session"
+OWNER_LABEL = "chaos-harness.owner"
+INSTANCE_LABEL = "chaos-harness.instance"
+FLOW_RUN_LABEL = "io.prefect.flow-run-id"  # prefect-docker's label (prefect.io/flow-run-id, reversed)
+HARNESS_PKG = Path(__file__).resolve().parent.parent  # .../harness, mounted for the ledger module
+IN_CONTAINER_PKG_ROOT = "/opt/chaos-harness"
+
+
+def session_labels(session: str) -> dict[str, str]:
+    return {SESSION_LABEL: session, OWNER_LABEL: str(os.getpid())}
+
+
+def remove_labelled(client, selector: dict[str, str]) -> list[str]:
+    """Remove every container, volume and network carrying all of ``selector``'s labels."""
+    import docker
+
+    filters = {"label": [f"{k}={v}" for k, v in selector.items()]}
+    removed = []
+    for c in client.containers.list(all=True, filters=filters):
+        try:
+            c.remove(force=True, v=True)
+            removed.append(f"container {c.name}")
+        except docker.errors.NotFound:
+            pass
+    for v in client.volumes.list(filters=filters):
+        try:
+            v.remove(force=True)
+            removed.append(f"volume {v.name}")
+        except docker.errors.NotFound:
+            pass
+    for n in client.networks.list(filters=filters):
+        try:
+            n.remove()
+            removed.append(f"network {n.name}")
+        except docker.errors.NotFound:
+            pass
+    return removed
+
+
+def reap_abandoned() -> list[str]:
+    """Containers, volumes and networks of harness sessions whose owner process is dead.
+
+    Never starts an engine: with none running there is nothing of ours to remove."""
+    try:
+        client = engine.ensure_engine(install=False)
+    except engine.Unavailable:
+        return []
+    removed: list[str] = []
+    try:
+        owners = set()
+        for kind in (client.containers.list(all=True, filters={"label": OWNER_LABEL}),
+                     client.volumes.list(filters={"label": OWNER_LABEL}),
+                     client.networks.list(filters={"label": OWNER_LABEL})):
+            for obj in kind:
+                owners.add(((obj.attrs.get("Labels") or obj.attrs.get("Config", {}).get("Labels") or {})).get(OWNER_LABEL))
+        for owner in owners:
+            if owner and owner.isdigit() and not procs.alive(int(owner)):
+                removed += remove_labelled(client, {OWNER_LABEL: owner})
+    finally:
+        client.close()
+    return removed
+
+
+def container_evidence(container) -> dict[str, Any]:
+    """What Docker knows about a flow-run container's end: the part Prefect does not report."""
+    state = container.attrs.get("State", {})
+    return {
+        "container": container.name,
+        "flow_run_id": container.labels.get(FLOW_RUN_LABEL),
+        "status": state.get("Status"),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": state.get("OOMKilled"),
+        "error": state.get("Error") or None,
+        "finished_at": state.get("FinishedAt"),
+        "memory_limit": container.attrs.get("HostConfig", {}).get("Memory") or None,
+    }
+
+
+class ServerContainer:
+    """``prefect server start`` in a testcontainers container; restartable on its volume."""
+
+    def __init__(self, client, image: str, session: str, env: dict[str, str]):
+        from testcontainers.core.container import DockerContainer
+
+        self.client, self.port = client, free_port()
+        self.volume = client.volumes.create(name=f"chaos-{session}-server-db", labels=session_labels(session))
+        self.env = {
+            **{k: v for k, v in env.items() if k.startswith("PREFECT_")},
+            "PREFECT_HOME": "/data",
+            "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:////data/prefect.db",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+        }
+        self.container = (
+            DockerContainer(image)
+            .with_command(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
+            .with_envs(**self.env)
+            .with_name(f"chaos-{session}-server")
+            .with_volume_mapping(self.volume.name, "/data", "rw")  # a named volume: survives a restart
+            .with_kwargs(network="host", labels=session_labels(session))
+        )
+        self.api = PrefectAPI(self.api_url)
+        self.running = False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def _wait_healthy(self, timeout: float) -> None:
+        wrapped = self.container.get_wrapped_container()
+
+        def up() -> bool:
+            wrapped.reload()
+            if wrapped.status in ("exited", "dead"):
+                raise RuntimeError(f"the server container exited ({wrapped.attrs['State'].get('ExitCode')}):\n{self.logs()}")
+            return self.api.healthy()
+
+        procs.wait_for(up, timeout, 0.25, f"the Prefect server container on {self.api_url}/health",
+                       f"its log:\n{self.logs()}")
+        self.running = True
+
+    def logs(self, lines: int = 30) -> str:
+        try:
+            return self.container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
+        except Exception:
+            return ""
+
+    def start(self, timeout: float = 180) -> None:
+        self.container.start()
+        self._wait_healthy(timeout)
+
+    def stop(self) -> None:
+        """Stop the container (SIGTERM, 10 s, SIGKILL), keep it and its volume."""
+        self.container.get_wrapped_container().stop(timeout=10)
+        self.running = False
+
+    def restart(self, timeout: float = 180) -> None:
+        self.container.get_wrapped_container().start()
+        self._wait_healthy(timeout)
+
+    def remove(self) -> None:
+        try:
+            self.container.stop(force=True, delete_volume=True)
+        except Exception:
+            pass
+
+
+class ContainerFault:
+    """kill / terminate / freeze / oom of a flow run's containers, through the Docker API."""
+
+    def __init__(self, kind: str, resolve: Callable[[], list], grace: float, mem_limit: int | None):
+        self.kind, self.resolve, self.grace, self.mem_limit = kind, resolve, grace, mem_limit
+        self.targets: list = []
+
+    def inject(self) -> dict[str, Any]:
+        self.targets = self.resolve()
+        if not self.targets:
+            raise LookupError("no running flow-run container of this scenario")
+        names = [c.name for c in self.targets]
+        if self.kind == "kill":
+            for c in self.targets:
+                c.kill(signal="SIGKILL")
+            return {"containers": names, "signal": "SIGKILL"}
+        if self.kind == "terminate":  # docker stop: SIGTERM to PID 1, the grace, then SIGKILL
+            for c in self.targets:
+                c.stop(timeout=int(self.grace))
+            return {"containers": names, "signal": "SIGTERM", "grace_seconds": int(self.grace)}
+        if self.kind == "freeze":
+            for c in self.targets:
+                c.pause()
+            return {"containers": names, "paused": True}
+        # oom: the limit set at creation (job variable mem_limit), or lowered now by the fault
+        detail: dict[str, Any] = {"containers": names, "mechanism": "docker-memory-limit"}
+        if self.mem_limit is not None:
+            for c in self.targets:
+                c.update(mem_limit=self.mem_limit, memswap_limit=self.mem_limit)
+            detail["limit_bytes"] = self.mem_limit
+        else:
+            detail["limit_bytes"] = self.targets[0].attrs.get("HostConfig", {}).get("Memory")
+        return detail
+
+    def heal(self) -> dict[str, Any]:
+        if self.kind != "freeze":
+            return {}
+        resumed = []
+        for c in self.targets:
+            c.reload()
+            if c.status == "paused":
+                c.unpause()
+                resumed.append(c.name)
+        return {"unpaused": resumed}
+
+    def close(self) -> dict[str, Any]:
+        evidence = []
+        for c in self.targets:
+            try:
+                c.reload()
+                evidence.append(container_evidence(c))
+            except Exception as exc:
+                evidence.append({"container": c.name, "error": f"{type(exc).__name__}: {exc}"})
+        return {"evidence": evidence}
+
+
+class RestartServerContainer:
+    def __init__(self, server: ServerContainer):
+        self.server = server
+
+    def inject(self) -> dict[str, Any]:
+        self.server.stop()
+        return {"container": self.server.container.get_wrapped_container().name, "port": self.server.port}
+
+    def heal(self) -> dict[str, Any]:
+        self.server.restart()
+        return {"restarted": True}
+
+    def close(self) -> dict[str, Any]:
+        if not self.server.running:
+            self.server.restart()
+            return {"restarted_at_close": True}
+        return {}
+
+
+class DockerSystem:
+    name = "docker"
+
+    def __init__(self, workdir: Path, session: str):
+        self.workdir, self.session = workdir, session
+        self.client = engine.ensure_engine()
+        self.image = engine.ensure_image(self.client)
+        self.env = clean_env(workdir / "home", session)
+        (workdir / "home").mkdir(parents=True, exist_ok=True)
+        self.workers: dict[str, procs.Spawned] = {}
+        self.server: ServerContainer | None = None
+        try:
+            self.server = ServerContainer(self.client, self.image, session, self.env)
+            self.server.start()
+        except BaseException:
+            self.close()
+            raise
+        self.api = self.server.api
+
+    # -- deployment ---------------------------------------------------------------------------
+    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
+        cfg = scenario.config
+        env = {
+            LEDGER_ENV: str(ledger),
+            "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
+            "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
+            "CHAOS_CACHE_POLICY": cfg.cache_policy,
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
+            "PYTHONPATH": os.pathsep.join([str(FLOWS_DIR), IN_CONTAINER_PKG_ROOT]),
+            "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        }
+        if cfg.heartbeat_seconds is not None:
+            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.heartbeat_seconds)
+        job: dict[str, Any] = {
+            "image": self.image,
+            "image_pull_policy": "Never",
+            "network_mode": "host",
+            "auto_remove": False,  # the harness reads OOMKilled and the exit code, then removes it
+            "labels": {**session_labels(self.session), INSTANCE_LABEL: instance},
+            "volumes": [f"{FLOWS_DIR}:{FLOWS_DIR}:ro",
+                        f"{HARNESS_PKG}:{IN_CONTAINER_PKG_ROOT}/harness:ro",
+                        f"{home}:{home}:rw"],
+            "env": {**env, **cfg.env},
+        }
+        if cfg.job.stream_output is not None:
+            job["stream_output"] = cfg.job.stream_output
+        if cfg.job.command is not None:
+            job["command"] = cfg.job.command
+        if cfg.job.mem_limit is not None:
+            limit = str(parse_bytes(cfg.job.mem_limit))
+            job.update(mem_limit=limit, memswap_limit=limit)  # no swap: the limit is the limit
+        return job
+
+    @contextmanager
+    def deploy(self, scenario: Scenario, instance: str) -> Iterator[Deployed]:
+        home = self.workdir / instance
+        home.mkdir(parents=True)
+        pool = f"chaos-{instance}"
+        worker_env = {**self.env, "PREFECT_API_URL": self.server.api_url, "CHAOS_INSTANCE": instance,
+                      "PREFECT_WORKER_QUERY_SECONDS": "1"}
+        argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "docker",
+                "--name", f"{pool}-worker"]
+        worker = procs.Spawned(argv, worker_env, home / "worker.log")
+        self.workers[instance] = worker
+        deployed = Deployed(instance, "", pool, home / "ledger.jsonl",
+                            extra={"worker": worker, "faults": [], "containers": {}})
+        automation = None
+        try:
+            def pool_ready() -> bool:
+                if not worker.running():
+                    raise RuntimeError(f"prefect worker exited ({worker.popen.returncode}):\n{worker.tail()}")
+                try:
+                    return self.api.work_pool(pool) is not None
+                except APIError:
+                    return False
+
+            procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its docker worker", f"see {worker.log}")
+            flow = scenario.workload.flow
+            deployed.deployment_id = self.api.create_deployment(
+                flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
+                directory=str(FLOWS_DIR), parameters=scenario.workload.parameters,
+                job_variables=self._job_variables(scenario, instance, home, deployed.ledger),
+                tags=["chaos", instance])
+            if scenario.config.zombie_automation_within is not None:
+                automation = self.api.create_automation(zombie_automation(
+                    f"chaos-zombie-{instance}", deployed.deployment_id, scenario.config.zombie_automation_within))
+            yield deployed
+        finally:
+            for fault in deployed.extra["faults"]:
+                try:
+                    fault.close()
+                except Exception:
+                    pass
+            worker.stop(grace=WORKER_GRACE)
+            self.workers.pop(instance, None)
+            remove_labelled(self.client, {SESSION_LABEL: self.session, INSTANCE_LABEL: instance})
+            for call in (lambda: automation and self.api.delete_automation(automation),
+                         lambda: deployed.deployment_id and self.api.delete_deployment(deployed.deployment_id),
+                         lambda: self.api.delete_work_pool(pool)):
+                try:
+                    call()
+                except APIError:
+                    pass
+
+    def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
+        """Docker's account of every flow-run container of this scenario (exit code, OOMKilled)."""
+        filters = {"label": [f"{SESSION_LABEL}={self.session}", f"{INSTANCE_LABEL}={deployed.instance}"]}
+        return [container_evidence(c) for c in
+                sorted(self.client.containers.list(all=True, filters=filters), key=lambda c: c.attrs.get("Created", ""))]
+
+    # -- faults ---------------------------------------------------------------------------------
+    def _flow_run_containers(self, deployed: Deployed, flow_run_id: str) -> Callable[[], list]:
+        filters = {"label": [f"{SESSION_LABEL}={self.session}", f"{INSTANCE_LABEL}={deployed.instance}",
+                             f"{FLOW_RUN_LABEL}={flow_run_id}"], "status": "running"}
+        return lambda: self.client.containers.list(filters=filters)
+
+    def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
+        if spec.target == "server":
+            made: Any = RestartServerContainer(self.server)
+        elif spec.target == "worker":
+            worker: procs.Spawned = deployed.extra["worker"]
+            kind = "kill" if spec.kind == "kill-worker" else spec.kind
+            made = SignalFault(kind, lambda: [psutil.Process(worker.pid)] if worker.running() else [],
+                               spec.grace_seconds, "worker")
+        else:
+            limit = parse_bytes(spec.mem_limit) if spec.kind == "oom" and spec.mem_limit else None
+            made = ContainerFault(spec.kind, self._flow_run_containers(deployed, flow_run_id),
+                                  spec.grace_seconds, limit)
+        deployed.extra["faults"].append(made)
+        return made
+
+    def close(self) -> None:
+        for worker in list(self.workers.values()):
+            worker.stop(grace=WORKER_GRACE)
+        try:
+            if self.server is not None:
+                self.server.remove()
+                self.server.api.close()
+        finally:
+            remove_labelled(self.client, {SESSION_LABEL: self.session})
+            self.client.close()

@@ -1,0 +1,236 @@
+"""A Docker engine and the harness's Prefect image, made without a registry.
+
+``ensure_engine`` answers with a connected ``docker`` client.  When no engine answers it installs
+Debian's ``docker.io`` (as root, where apt-get exists) and starts ``dockerd`` in the background,
+then waits for it; an engine that already runs is left alone.  Where no engine can be had it
+raises :class:`Unavailable` with the reason, and docker scenarios skip with that reason.
+
+``ensure_image`` answers with the tag of a Prefect image.  The harness builds its own from a
+Debian rootfs (``mmdebstrap`` piped into ``docker import``) with the same Prefect version as the
+harness, plus prefect-docker, and the machine's CA certificates so pip works behind a TLS proxy.
+The tag is a hash of the inputs; a present image is reused.  ``CHAOS_DOCKER_IMAGE`` names a
+configured image (the official one, say) instead; it must already be present: nothing is ever
+pulled implicitly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+IMAGE_ENV = "CHAOS_DOCKER_IMAGE"
+IMAGE_REPO = "chaos-harness/prefect"
+RECIPE = 1  # bump when the build recipe below changes: it is part of the tag's hash
+SUITE = "bookworm"
+CA_DIR = Path("/usr/local/share/ca-certificates")
+LOCK_DIR = Path(tempfile.gettempdir())
+DOCKERD_LOG = Path(tempfile.gettempdir()) / "chaos-harness-dockerd.log"
+PACKAGES = ("docker.io", "mmdebstrap")
+
+
+class Unavailable(RuntimeError):
+    """No Docker engine (or no image) can be had here; the message says why."""
+
+
+@contextmanager
+def _lock(name: str) -> Iterator[None]:
+    """A machine-wide lock: two xdist workers must not install or build at the same time."""
+    with open(LOCK_DIR / f"chaos-harness-{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _client():
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - an install without the docker extra
+        raise Unavailable("the 'docker' Python package is not installed (pip install 'prefect-chaos-harness[docker]')") from exc
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception as exc:
+        raise Unavailable(f"no Docker engine answers ({type(exc).__name__}: {exc})") from exc
+
+
+def _apt_install(missing: list[str]) -> None:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise Unavailable(f"{', '.join(missing)} missing and cannot be installed here "
+                          "(installing needs root and apt-get); install them, or start a Docker engine")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Unavailable(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+
+
+def _tools_missing() -> list[str]:
+    wanted = {"docker.io": "dockerd", "mmdebstrap": "mmdebstrap"}
+    return [pkg for pkg, binary in wanted.items() if not shutil.which(binary)]
+
+
+def ensure_engine(install: bool = True, timeout: float = 90):
+    """A connected docker client; installs and starts an engine where none answers."""
+    try:
+        return _client()
+    except Unavailable as first:
+        if not install or os.environ.get("CHAOS_DOCKER_INSTALL", "1") == "0":
+            raise
+        why_not = first
+    with _lock("engine"):
+        try:
+            return _client()  # another process started it while we waited for the lock
+        except Unavailable:
+            pass
+        missing = _tools_missing()
+        if missing:
+            _apt_install(missing)
+        if not shutil.which("dockerd"):
+            raise Unavailable(f"dockerd not found after installing docker.io ({why_not})")
+        # Started in its own session, with a clean environment (no harness session marker: the
+        # engine is machine infrastructure, not a process of any one harness session).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+        with open(DOCKERD_LOG, "ab") as log:
+            proc = subprocess.Popen(["dockerd"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return _client()
+            except Unavailable as exc:
+                if proc.poll() is not None:
+                    raise Unavailable(f"dockerd exited ({proc.returncode}); see {DOCKERD_LOG}: {_tail(DOCKERD_LOG)}") from exc
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"dockerd did not answer within {timeout:g}s; see {DOCKERD_LOG}") from exc
+            time.sleep(0.5)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def image_inputs() -> dict[str, Any]:
+    """Everything the image is made of; its hash is the image's tag."""
+    certs = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(CA_DIR.glob("*.crt"))}
+    return {
+        "recipe": RECIPE,
+        "suite": SUITE,
+        "prefect": _version("prefect"),
+        "prefect-docker": _version("prefect-docker"),
+        "constraints": ["fastapi<0.151"],
+        "ca_certificates": certs,
+    }
+
+
+def image_tag(inputs: dict[str, Any] | None = None) -> str:
+    inputs = inputs or image_inputs()
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{IMAGE_REPO}:{inputs['prefect']}-{digest}"
+
+
+def _requirements(inputs: dict[str, Any]) -> list[str]:
+    reqs = [f"prefect=={inputs['prefect']}"]
+    reqs.append(f"prefect-docker=={inputs['prefect-docker']}" if inputs["prefect-docker"] else "prefect-docker")
+    return reqs + list(inputs["constraints"])
+
+
+def _hook_script(inputs: dict[str, Any]) -> str:
+    """The mmdebstrap customize hook: CA certificates, a venv, Prefect from PyPI."""
+    reqs = " ".join(f"'{r}'" for r in _requirements(inputs))
+    return "\n".join([
+        "#!/bin/sh",
+        "set -eu",
+        'root="$1"',
+        f'for c in {CA_DIR}/*.crt; do [ -e "$c" ] && cp "$c" "$root/usr/local/share/ca-certificates/"; done',
+        'chroot "$root" update-ca-certificates >/dev/null',
+        'chroot "$root" python3 -m venv /opt/prefect',
+        'chroot "$root" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 '
+        f'/opt/prefect/bin/pip install -q --no-cache-dir {reqs}',
+        'rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*',
+        "",
+    ])
+
+
+def build_image(client, inputs: dict[str, Any] | None = None, log=sys.stderr) -> str:
+    """Build the harness image from a Debian rootfs; return its tag (reused when present)."""
+    inputs = inputs or image_inputs()
+    tag = image_tag(inputs)
+    if not inputs["prefect"]:
+        raise Unavailable("Prefect is not installed: the image carries the harness's own Prefect version")
+    with _lock("image"):
+        if _present(client, tag):
+            return tag
+        if not shutil.which("mmdebstrap"):
+            _apt_install(["mmdebstrap"])
+        with tempfile.TemporaryDirectory(prefix="chaos-harness-image-") as tmp:
+            hook = Path(tmp) / "hook.sh"
+            hook.write_text(_hook_script(inputs))
+            hook.chmod(0o755)
+            build_log = Path(tmp) / "mmdebstrap.log"
+            print(f"building {tag} from a Debian {SUITE} rootfs (about a minute)", file=log, flush=True)
+            started = time.monotonic()
+            with open(build_log, "wb") as errf:
+                strap = subprocess.Popen(
+                    ["mmdebstrap", "--variant=apt", "--include=python3,python3-venv,ca-certificates,procps",
+                     f"--customize-hook={hook} \"$1\"", SUITE, "-"],
+                    stdout=subprocess.PIPE, stderr=errf)
+                labels = json.dumps(inputs, sort_keys=True)
+                imported = subprocess.run(
+                    ["docker", "import",
+                     "-c", "ENV PATH=/opt/prefect/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "-c", "ENV PYTHONUNBUFFERED=1",
+                     "-c", f"LABEL chaos-harness.image-inputs={json.dumps(labels)}",
+                     "-", tag],
+                    stdin=strap.stdout, capture_output=True, text=True)
+                strap.stdout.close()
+                strap_rc = strap.wait()
+            if strap_rc != 0 or imported.returncode != 0:
+                raise Unavailable(f"building {tag} failed: mmdebstrap exit {strap_rc}, docker import exit "
+                                  f"{imported.returncode} {imported.stderr.strip()[-400:]}\n{_tail(build_log)}")
+            print(f"built {tag} in {time.monotonic() - started:.0f}s", file=log, flush=True)
+    return tag
+
+
+def _present(client, tag: str) -> bool:
+    import docker
+
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_image(client, log=sys.stderr) -> str:
+    """The image flow runs and the server run in: a configured one, else the harness's own."""
+    configured = os.environ.get(IMAGE_ENV)
+    if configured:
+        if not _present(client, configured):
+            raise Unavailable(f"{IMAGE_ENV}={configured} is not present locally and the harness never pulls "
+                              f"implicitly: run 'docker pull {configured}' first")
+        return configured
+    return build_image(client, log=log)
