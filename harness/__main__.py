@@ -1,8 +1,10 @@
-"""Command line: ``python -m harness validate|run``.
+"""Command line: ``python -m harness validate|run|image build``.
 
 ``validate PATH...`` checks matrix files and prints every error (file, scenario, field).
 ``run`` is the main job: the chaos matrix through pytest (``-m chaos``), ending with the
 journal's path.
+``image build`` starts a Docker engine where none answers and builds (or finds) the harness's
+Prefect image without a registry; it prints the image's tag.
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return int(code)
 
 
+def image(args: argparse.Namespace) -> int:
+    from harness import engine
+
+    try:
+        client = engine.ensure_engine()
+        tag = engine.ensure_image(client)
+    except engine.Unavailable as exc:
+        print(f"docker backend unavailable: {exc}", file=sys.stderr)
+        return 0 if args.if_possible else 1
+    print(tag)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
     r.add_argument("--matrix", default=str(ROOT / "scenarios"))
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
+    i = sub.add_parser("image", help="the Prefect image of the docker backend")
+    i.add_argument("action", choices=["build"])
+    i.add_argument("--if-possible", action="store_true",
+                   help="exit 0 when no engine can be had here (docker scenarios then skip, saying why)")
     args, extra = parser.parse_known_args(argv)
+    if args.command == "image":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return image(args)
     if args.command == "validate":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -47,7 +47,14 @@ def _process_start() -> int | None:
         return None
 
 
-_PSTART = _process_start()
+_PSTART: tuple[int, int | None] = (-1, None)  # (pid, start): a forked child must not inherit it
+
+
+def _pstart() -> int | None:
+    global _PSTART
+    if _PSTART[0] != os.getpid():
+        _PSTART = (os.getpid(), _process_start())
+    return _PSTART[1]
 
 
 def _append(line: dict[str, Any]) -> None:
@@ -66,12 +73,12 @@ def _append(line: dict[str, Any]) -> None:
 
 def record(task: str, **extra: Any) -> None:
     """Write the start line of one task-body execution."""
-    _append({"event": "start", "task": task, "pid": os.getpid(), "pstart": _PSTART, "host": socket.gethostname(),
+    _append({"event": "start", "task": task, "pid": os.getpid(), "pstart": _pstart(), "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
 
 
 def finish(task: str, **extra: Any) -> None:
-    _append({"event": "end", "task": task, "pid": os.getpid(), "pstart": _PSTART, "host": socket.gethostname(),
+    _append({"event": "end", "task": task, "pid": os.getpid(), "pstart": _pstart(), "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
 
 

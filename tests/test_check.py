@@ -141,3 +141,45 @@ def test_history_round_trips_through_json():
     again = History.from_dict(json.loads(json.dumps(h.to_dict())))
     assert again == h
     assert [e[1] for e in again.timeline()][:3] == ["flow-run main run-1", "flow-run main run-1", "ledger"]
+
+
+def test_docker_evidence_tells_an_oom_kill_from_a_manual_kill():
+    msg = "Flow run infrastructure exited with non-zero status code 137. Process was killed, likely due to an out-of-memory (OOM) condition."
+    states = [st("SCHEDULED", 0), st("RUNNING", 2), st("CRASHED", 10.5, message=msg)]
+    for oom in (True, False):
+        h = history(states)
+        h.infrastructure = [{"container": "c1", "flow_run_id": "run-1", "exit_code": 137, "oom_killed": oom},
+                            {"container": "other", "flow_run_id": "run-2", "exit_code": 0, "oom_killed": False}]
+        fig = figures(h)
+        assert (fig["oom_killed"], fig["exit_code"]) == (oom, 137)
+        v = check(expect(final="CRASHED", message="out-of-memory", oom_killed=True, exit_code=137), h)
+        # Prefect's message is the same either way: only Docker's flag decides
+        assert v.outcome == ("pass" if oom else "fail")
+        if not oom:
+            assert v.reasons == ["oom_killed: False, expected True"]
+
+
+def test_oom_evidence_from_a_cgroup_or_watchdog_and_its_absence():
+    def with_detail(detail):
+        return history(CRASHED_RUN, faults=[{"kind": "oom", "target": "flow-run", "injected_at": T0 + 5,
+                                             "healed_at": None, "detail": detail, "error": None}])
+
+    assert figures(with_detail({"oom_kills": 1}))["oom_killed"] is True
+    assert figures(with_detail({"oom_kills": 0}))["oom_killed"] is False
+    assert figures(with_detail({"watchdog_killed_at": T0 + 7}))["oom_killed"] is True
+    none = history(CRASHED_RUN)
+    assert figures(none)["oom_killed"] is None
+    v = check(expect(final="CRASHED", oom_killed=False, exit_code=[137, 143]), none)
+    assert v.outcome == "fail"
+    assert v.reasons == ["oom_killed: the backend gave no evidence, expected False",
+                         "exit_code: the backend gave no evidence, expected [137, 143]"]
+
+
+def test_two_containers_with_the_same_pid_are_two_processes():
+    # in two containers both flow runs may be pid 7 on host 'vm'; the start time tells them apart
+    a = [{**line("step-1", 1, pid=7), "pstart": 100}, {**line("step-1", 9, pid=7, event="end"), "pstart": 100}]
+    b = [{**line("step-1", 5, pid=7), "pstart": 200}, {**line("step-1", 12, pid=7, event="end"), "pstart": 200}]
+    found = overlaps(history(CRASHED_RUN, ledger=a + b))
+    assert len(found) == 1 and found[0]["overlap_seconds"] == 4.0
+    same = [{**l, "pstart": 100} for l in b]
+    assert overlaps(history(CRASHED_RUN, ledger=a + same)) == []

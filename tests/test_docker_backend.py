@@ -1,0 +1,156 @@
+"""The docker backend: the image recipe, and cleanup proven on a real engine.
+
+The unit tests need nothing.  The integration tests start a real Prefect server container and
+real flow-run containers; they skip with the engine's reason where no engine can be had.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from harness import engine, procs
+from harness.session import clean_abandoned
+
+
+def test_image_tag_is_a_hash_of_every_input():
+    base = {"recipe": 1, "suite": "bookworm", "prefect": "3.8.8", "prefect-docker": "0.7.4",
+            "constraints": ["fastapi<0.151"], "ca_certificates": {"a.crt": "00"}}
+    tag = engine.image_tag(base)
+    assert tag.startswith("chaos-harness/prefect:3.8.8-") and tag == engine.image_tag(dict(base))
+    for key, other in (("prefect-docker", "0.7.3"), ("ca_certificates", {"a.crt": "01"}), ("recipe", 2)):
+        assert engine.image_tag({**base, key: other}) != tag, key
+
+
+def test_recipe_carries_the_ca_certificates_and_pins_prefect():
+    script = engine._hook_script({"prefect": "3.8.8", "prefect-docker": "0.7.4", "constraints": ["fastapi<0.151"]})
+    assert f"{engine.CA_DIR}/*.crt" in script and "update-ca-certificates" in script
+    assert "'prefect==3.8.8' 'prefect-docker==0.7.4' 'fastapi<0.151'" in script
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in script
+
+
+def test_a_configured_image_is_never_pulled(monkeypatch):
+    class Images:
+        def get(self, tag):
+            import docker
+            raise docker.errors.ImageNotFound(tag)
+
+        def pull(self, *a, **k):  # pragma: no cover - the assertion is that this never runs
+            raise AssertionError("pulled")
+
+    class Client:
+        images = Images()
+
+    monkeypatch.setenv(engine.IMAGE_ENV, "prefecthq/prefect:3-latest")
+    with pytest.raises(engine.Unavailable, match="never pulls implicitly.*docker pull prefecthq/prefect:3-latest"):
+        engine.ensure_image(Client())
+
+
+# -- on a real engine ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client():
+    try:
+        c = engine.ensure_engine()
+        engine.ensure_image(c)
+    except engine.Unavailable as exc:
+        pytest.skip(f"no Docker engine here: {exc}")
+    yield c
+    c.close()
+
+
+def labelled(client, key: str, value: str) -> dict[str, list[str]]:
+    f = {"label": f"{key}={value}"}
+    return {"containers": [c.name for c in client.containers.list(all=True, filters=f)],
+            "volumes": [v.name for v in client.volumes.list(filters=f)]}
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+MATRIX = """
+- id: quick-one
+  title: finishes before the interrupt; its journal line must survive it
+  backends: [docker]
+  workload: {flow: pipeline, parameters: {steps: 1, sleep: 0}}
+  expect: {final: COMPLETED, settle_within_seconds: 120}
+- id: paused-container
+  title: a flow-run container paused when the harness is interrupted
+  backends: [docker]
+  workload: {flow: pipeline, parameters: {steps: 2, sleep: 60}}
+  faults:
+    - {kind: freeze, when: {task: step-1, state: running}}
+  expect: {final: CRASHED, settle_within_seconds: 300}
+"""
+
+
+@pytest.mark.integration
+def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystander(client, tmp_path, repo_root):
+    from harness.backends.docker import OWNER_LABEL, SESSION_LABEL
+
+    image = engine.ensure_image(client)
+    bystander = client.containers.run(image, ["sleep", "600"], detach=True, network_mode="host",
+                                      labels={"chaos-test": "bystander"})  # not the harness's
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
+    journal = tmp_path / "journal.jsonl"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--backend", "docker", "--matrix", str(tmp_path / "m.yaml"),
+         "--journal", str(journal), "-p", "no:cacheprovider"],
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def paused():
+            found = client.containers.list(filters={"label": f"{OWNER_LABEL}={harness.pid}", "status": "paused"})
+            return found or None
+
+        flow_container = wait_until(paused, 300, "a paused flow-run container of the second scenario")[0]
+        session = flow_container.labels[SESSION_LABEL]
+        before = labelled(client, SESSION_LABEL, session)
+        assert len(before["containers"]) >= 2 and before["volumes"], before  # server + flow run, db volume
+        harness.send_signal(signal.SIGINT)
+        output, _ = harness.communicate(timeout=180)
+        assert labelled(client, SESSION_LABEL, session) == {"containers": [], "volumes": []}, output
+        assert procs.find(session) == []
+        bystander.reload()
+        assert bystander.status == "running"
+        lines = [json.loads(l) for l in journal.read_text().splitlines()]
+        assert [l["scenario"] for l in lines] == ["quick-one"], output
+        assert lines[0]["verdict"]["outcome"] == "pass", lines[0]["verdict"]
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+        bystander.remove(force=True)
+
+
+@pytest.mark.integration
+def test_containers_of_a_sigkilled_harness_are_removed_by_the_next_session(client):
+    from harness.backends.docker import SESSION_LABEL
+
+    script = ("import time; from harness.session import ChaosSession; s = ChaosSession(); s.system('docker'); "
+              "print(s.id, flush=True); time.sleep(600)")
+    harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        session = harness.stdout.readline().strip()
+        assert session, "the harness did not start its docker system"
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait(10)
+        left = labelled(client, SESSION_LABEL, session)
+        assert left["containers"] and left["volumes"]  # the server container outlived its harness
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    removed = clean_abandoned()
+    assert labelled(client, SESSION_LABEL, session) == {"containers": [], "volumes": []}
+    assert any(r.startswith("container ") for r in removed)
