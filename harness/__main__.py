@@ -1,8 +1,10 @@
-"""Command line: ``python -m harness validate|run|image build``.
+"""Command line: ``python -m harness validate|run|report|image build``.
 
 ``validate PATH...`` checks matrix files and prints every error (file, scenario, field).
 ``run`` is the main job: the chaos matrix through pytest (``-m chaos``), ending with the
 journal's path.
+``report JOURNAL... -o FILE.html`` renders the HTML reliability report from journals alone
+(``--previous`` adds earlier journals for the trend).
 ``image build`` starts a Docker engine where none answers and builds (or finds) the harness's
 Prefect image without a registry; it prints the image's tag.
 """
@@ -45,9 +47,28 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         argv += ["--chaos-backend", b]
     for s in args.scenario or []:
         argv += ["--chaos-scenario", s]
+    os.environ["CHAOS_REPORT_QUIET"] = "1"  # printed below, after the journal's path
     code = pytest.main(argv)
     print(f"journal: {journal}" if journal.is_file() else "journal: none (no scenario finished)")
+    from harness.plugin import report_path
+
+    if report_path(journal).is_file():
+        print(f"report: {report_path(journal)}")
     return int(code)
+
+
+def report(args: argparse.Namespace) -> int:
+    from harness import htmlreport
+
+    out, built = htmlreport.write(args.journals, args.output, args.previous or [])
+    for problem in built.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not built.entries:
+        out.unlink(missing_ok=True)
+        print("error: no usable scenario results in " + ", ".join(args.journals), file=sys.stderr)
+        return 1
+    print(f"report: {out} ({len(built.entries)} scenario runs{', partial' if built.problems else ''})")
+    return 0
 
 
 def image(args: argparse.Namespace) -> int:
@@ -73,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
     r.add_argument("--matrix", default=str(ROOT / "scenarios"))
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
+    rp = sub.add_parser("report", help="render the HTML reliability report from journals")
+    rp.add_argument("journals", nargs="+", help="this run's journal(s)")
+    rp.add_argument("-o", "--output", required=True, help="the HTML file to write")
+    rp.add_argument("--previous", nargs="*", help="earlier journals, for the trend")
     i = sub.add_parser("image", help="the Prefect image of the docker backend")
     i.add_argument("action", choices=["build"])
     i.add_argument("--if-possible", action="store_true",
                    help="exit 0 when no engine can be had here (docker scenarios then skip, saying why)")
     args, extra = parser.parse_known_args(argv)
+    if args.command == "report":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return report(args)
     if args.command == "image":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

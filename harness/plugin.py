@@ -59,8 +59,47 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("chaos_case", [pytest.param(p, id=f"{p[0].id}@{p[1]}") for p in pairs])
 
 
+REPORT_KEY = pytest.StashKey[str]()
+
+
+def report_path(journal: Path) -> Path:
+    """reports/journal-<stamp>.jsonl -> reports/report-<stamp>.html"""
+    stem = journal.stem.replace("journal-", "report-", 1) if journal.stem.startswith("journal-") else f"{journal.stem}-report"
+    return journal.with_name(stem + ".html")
+
+
+def earlier_journals(journal: Path) -> list[Path]:
+    """The other journals beside this one, older first: the report's trend."""
+    others = [p for p in journal.parent.glob("journal-*.jsonl") if p.resolve() != journal.resolve()]
+    return sorted((p for p in others if p.stat().st_mtime <= journal.stat().st_mtime), key=lambda p: p.stat().st_mtime)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller writes the HTML report once every scenario of the session has finished."""
+    config = session.config
+    path = Path(os.environ.get(JOURNAL_ENV, ""))
+    if hasattr(config, "workerinput") or not path.is_file():
+        return
+    from harness import htmlreport
+
+    try:
+        out, report = htmlreport.write([path], report_path(path), earlier_journals(path))
+        config.stash[REPORT_KEY] = str(out) + (f" ({len(report.problems)} journal problem(s) listed in it)"
+                                               if report.problems else "")
+    except Exception as exc:  # a report that cannot be written must not hide the results
+        config.stash[REPORT_KEY] = f"not written: {type(exc).__name__}: {exc}"
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     path = Path(os.environ.get(JOURNAL_ENV, ""))
     if not hasattr(config, "workerinput") and path.is_file():
         terminalreporter.write_sep("-", "chaos journal")
         terminalreporter.write_line(str(path))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The report's path is the session's last line."""
+    line = config.stash.get(REPORT_KEY, None)
+    if line is not None and not os.environ.get("CHAOS_REPORT_QUIET"):
+        writer = config.get_terminal_writer()
+        writer.line(f"chaos report: {line}")

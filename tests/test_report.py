@@ -1,0 +1,176 @@
+"""The report's data model and HTML on hand-written journals: matrix, figures, claims, trend, bad input."""
+
+import json
+import random
+import re
+
+import pytest
+
+from harness import htmlreport
+from harness.__main__ import main
+from harness.reportdata import build
+
+T = 1_790_000_000.0
+
+
+def entry(scenario="kill-a", backend="local", outcome="pass", version="3.8.8", at=0.0, ttd=0.5, kinds=("kill",),
+          claim=None, claim_verdict=None, expectation=None, reasons=None, **fig):
+    faults = [{"kind": k, "target": "flow-run", "injected_at": T + at + 10, "healed_at": None, "detail": {}, "error": None}
+              for k in kinds]
+    return {
+        "scenario": scenario, "title": f"title of {scenario}", "backend": backend, "prefect_version": version,
+        "harness_version": "0.1.0", "started_at": T + at, "finished_at": T + at + 30, "claim": claim,
+        "expectation": expectation or {"final": "CRASHED", "settle_within_seconds": 60},
+        "verdict": {"outcome": outcome, "reasons": reasons or ([] if outcome == "pass" else ["main run: final state X"]),
+                    "figures": {"final": "CRASHED", "final_name": "Crashed", "run_count": 1, "time_to_detect": ttd,
+                                "time_to_settle": 11.0, "stuck": False, "flapping": False, "executions": {"step-1": 1},
+                                "re_executions": 0, "overlaps": [], **fig},
+                    "claim": claim_verdict, "claim_reasons": [] if claim_verdict != "refuted" else ["main run: run_count 1, expected 2"]},
+        "history": {"scenario": scenario, "backend": backend, "started_at": T + at, "ended_at": T + at + 30,
+                    "bound_seconds": 60, "flow_runs": [{"id": "r1", "flow_name": "pipeline", "role": "main", "run_count": 1,
+                                                       "parent_id": None, "states": [
+                                                           {"type": "RUNNING", "name": "Running", "timestamp": T + at + 1, "message": None},
+                                                           {"type": "CRASHED", "name": "Crashed", "timestamp": T + at + 10 + (ttd or 0),
+                                                            "message": "Process exited with status code: -9 <b>"}]}],
+                    "task_runs": [], "faults": faults, "notes": [], "infrastructure": [],
+                    "ledger": [{"event": "start", "task": "step-1", "time": T + at + 2, "pid": 7, "host": "h", "flow_run_id": "r1"},
+                               {"event": "end", "task": "step-1", "time": T + at + 5, "pid": 7, "host": "h", "flow_run_id": "r1"},
+                               {"event": "start", "task": "step-2", "time": T + at + 6, "pid": 7, "host": "h", "flow_run_id": "r1"}]},
+    }
+
+
+def journal(path, *entries, torn=""):
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries) + torn)
+    return path
+
+
+def test_matrix_cells_per_backend_and_version_with_repeats(tmp_path):
+    j = journal(tmp_path / "j.jsonl", entry(), entry(at=100), entry(backend="docker"),
+                entry(backend="docker", at=50, outcome="fail"), entry(scenario="oom-b", kinds=("oom",), version="3.7.0"))
+    r = build([j])
+    assert r.columns == [("docker", "3.8.8"), ("local", "3.7.0"), ("local", "3.8.8")]
+    assert r.rows == ["kill-a", "oom-b"]
+    assert r.cells[("kill-a", ("local", "3.8.8"))].summary == "pass"
+    assert len(r.cells[("kill-a", ("local", "3.8.8"))].entries) == 2
+    assert r.cells[("kill-a", ("docker", "3.8.8"))].summary == "mixed"
+    assert ("oom-b", ("local", "3.8.8")) not in r.cells
+    assert r.counts() == {"pass": 2, "mixed": 1}
+
+
+def test_figures_per_fault_kind_median_and_worst(tmp_path):
+    j = journal(tmp_path / "j.jsonl", entry(ttd=0.2), entry(ttd=0.4, at=1), entry(ttd=3.0, at=2, re_executions=2),
+                entry(scenario="z", kinds=("freeze",), ttd=None, stuck=True, flapping=True,
+                      overlaps=[{"flow_run_id": "r1"}]),
+                entry(scenario="two", kinds=("kill-worker", "kill"), ttd=1.0))
+    r = build([j])
+    kill = r.by_kind["kill"]
+    assert (kill["runs"], kill["detect"].median, kill["detect"].worst, kill["re_executions"]) == (4, 0.7, 3.0, 2)
+    freeze = r.by_kind["freeze"]
+    assert (freeze["detect"].n, freeze["stuck"], freeze["flapping"], freeze["overlaps"]) == (0, 1, 1, 1)
+    assert r.totals == {"runs": 5, "re_executions": 2, "stuck": 1, "flapping": 1, "overlaps": 1}
+
+
+def test_claims_held_refuted_and_not_tested(tmp_path):
+    claim = {"text": "retries kick in after a crash", "source": "an answer"}
+    j = journal(tmp_path / "j.jsonl", entry(claim=claim, claim_verdict="refuted"),
+                entry(backend="docker", claim=claim, claim_verdict="held"),
+                entry(scenario="b", claim={"text": "never fired", "source": "s"}, outcome="unknown", claim_verdict="held"))
+    r = build([j])
+    by = {c.text: c for c in r.claims}
+    assert by["retries kick in after a crash"].status == "mixed"
+    assert [x["status"] for x in by["retries kick in after a crash"].results] == ["held", "refuted"]
+    assert by["never fired"].status == "not tested"  # an unknown verdict tests nothing
+    page = htmlreport.render(r)
+    assert "run_count 1, expected 2" in page  # the evidence is shown
+
+
+def test_trend_newly_broke_fixed_flaky_and_latency(tmp_path):
+    old = journal(tmp_path / "journal-1.jsonl", entry("a", at=0, ttd=0.5), entry("b", at=0, outcome="fail"),
+                  entry("c", at=0), entry("d", at=0))
+    mid = journal(tmp_path / "journal-2.jsonl", entry("a", at=100, ttd=0.7), entry("b", at=100, outcome="fail"),
+                  entry("c", at=100, outcome="fail"), entry("d", at=100, version="3.9.0"))
+    new = journal(tmp_path / "journal-3.jsonl", entry("a", at=200, outcome="fail", ttd=2.0), entry("b", at=200),
+                  entry("c", at=200), entry("d", at=200, outcome="fail", expectation={"final": "FAILED"}))
+    r = build([new], [old, mid])
+    # d broke too, but its expectation changed meanwhile: reported, and said so
+    assert [(x["scenario"], x["was"], x["now"], x["same_expectation"]) for x in r.trend.newly_broke] == [
+        ("a", "pass", "fail", True), ("d", "pass", "fail", False)]
+    assert [(x["scenario"], x["was"]) for x in r.trend.fixed] == [("b", "fail"), ("c", "fail")]
+    flaky = {x["scenario"]: x["outcomes"] for x in r.trend.flaky}
+    # a and c changed with nothing changed; d's runs differ in version or expectation: not flaky
+    assert flaky == {"a": ["pass", "pass", "fail"], "b": ["fail", "fail", "pass"], "c": ["pass", "fail", "pass"]}
+    assert [v for _, v in r.trend.latency[("a", "local", "3.8.8")]] == [0.5, 0.7, 2.0]
+    page = htmlreport.render(r)
+    assert page.count('class="spark"') >= 1 and "Newly broke (2)" in page
+    assert "the expectation or a version changed meanwhile" in page and "Fixed (2)" in page
+
+
+def test_page_is_self_contained_escaped_and_filterable(tmp_path):
+    j = journal(tmp_path / "j.jsonl", entry(), entry("x<script>", outcome="fail", kinds=("oom",)))
+    page = htmlreport.render(build([j]))
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no network request of any kind
+    assert "@import" not in page and "<link" not in page
+    assert "<script>alert" not in page and "x&lt;script&gt;" in page and "-9 &lt;b&gt;" in page
+    assert '<svg class="timeline"' in page and 'data-state="CRASHED"' in page
+    assert 'class="execution killed"' in page  # step-2 started and never ended
+    assert 'class="inject"' in page and "detected in 0.50s" in page
+    assert 'id="f-verdict"' in page and 'data-verdicts="fail"' in page and 'data-faults="oom"' in page
+    assert "@media print" in page and "width=device-width" in page
+
+
+def test_bad_journals_give_a_partial_report_or_a_clear_error(tmp_path, capsys):
+    good = journal(tmp_path / "good.jsonl", entry(), torn='{"scenario": "cut')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"scenario": "x"}\nnot json\n[1, 2]\n' + json.dumps({**entry(), "verdict": {"outcome": "maybe"}}) + "\n")
+    out = tmp_path / "r.html"
+    assert main(["report", str(good), str(bad), str(tmp_path / "missing.jsonl"), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    for words in ["good.jsonl:2: skipped, a torn last line", "bad.jsonl:1: skipped, missing field(s) backend",
+                  "bad.jsonl:2: skipped, not JSON", "bad.jsonl:3: skipped, not a JSON object",
+                  "bad.jsonl:4: skipped, verdict.outcome is 'maybe'", "missing.jsonl: cannot be read"]:
+        assert words in err
+    page = out.read_text()
+    assert "this report is" in page and "partial" in page and "kill-a" in page
+    assert main(["report", str(bad), "-o", str(tmp_path / "none.html")]) == 1
+    assert "error: no usable scenario results" in capsys.readouterr().err
+    assert not (tmp_path / "none.html").exists()
+
+
+def test_mangled_entries_never_raise(tmp_path):
+    """Random damage to a real-shaped entry: every outcome is a report, never a traceback."""
+    rng = random.Random(1234)
+    junk = [None, "x", -1, 1e308, [], {}, [None], {"a": None}, True]
+
+    def mangle(value, depth=0):
+        if isinstance(value, dict) and value:
+            value = dict(value)
+            key = rng.choice(sorted(value))
+            if rng.random() < 0.3:
+                del value[key]
+            else:
+                value[key] = rng.choice(junk) if rng.random() < 0.5 or depth > 4 else mangle(value[key], depth + 1)
+        elif isinstance(value, list) and value:
+            value = list(value)
+            i = rng.randrange(len(value))
+            value[i] = rng.choice(junk) if rng.random() < 0.5 else mangle(value[i], depth + 1)
+        return value
+
+    lines = [entry(f"s{i}") for i in range(3)]
+    drawn = flagged = 0
+    for trial in range(300):
+        damaged = [mangle(mangle(l)) for l in lines]
+        path = journal(tmp_path / f"j{trial}.jsonl", *damaged)
+        report = build([path])
+        page = htmlreport.render(report)  # must not raise
+        assert page.startswith("<!DOCTYPE html>")
+        drawn += len(report.entries)
+        flagged += bool(report.problems)
+    assert drawn > 300 and flagged > 50  # both paths were exercised: drawn damage and refused damage
+
+
+@pytest.mark.parametrize("name,expected", [("journal-20261122T1Z.jsonl", "report-20261122T1Z.html"),
+                                           ("mine.jsonl", "mine-report.html")])
+def test_report_path_beside_the_journal(tmp_path, name, expected):
+    from harness.plugin import report_path
+
+    assert report_path(tmp_path / name) == tmp_path / expected
