@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -93,6 +94,25 @@ def reap_abandoned() -> list[str]:
     finally:
         client.close()
     return removed
+
+
+EXIT_WAIT = 30.0  # a run reported terminal: its container's PID 1 may still be cleaning up
+
+
+def settle(containers: list, timeout: float = EXIT_WAIT) -> None:
+    """Wait (bounded) until running containers have exited: Docker sets OOMKilled and the exit
+    code only when a container exits, and a run's supervisor reports Crashed before it exits.
+    A paused container, or one still running at the bound, is recorded as it is."""
+    deadline = time.monotonic() + timeout
+    for c in containers:
+        while True:
+            try:
+                c.reload()
+            except Exception:
+                break
+            if c.status != "running" or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
 
 
 def container_evidence(container) -> dict[str, Any]:
@@ -226,6 +246,7 @@ class ContainerFault:
 
     def close(self) -> dict[str, Any]:
         evidence = []
+        settle(self.targets)
         for c in self.targets:
             try:
                 c.reload()
@@ -361,8 +382,9 @@ class DockerSystem:
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """Docker's account of every flow-run container of this scenario (exit code, OOMKilled)."""
         filters = {"label": [f"{SESSION_LABEL}={self.session}", f"{INSTANCE_LABEL}={deployed.instance}"]}
-        return [container_evidence(c) for c in
-                sorted(self.client.containers.list(all=True, filters=filters), key=lambda c: c.attrs.get("Created", ""))]
+        containers = sorted(self.client.containers.list(all=True, filters=filters), key=lambda c: c.attrs.get("Created", ""))
+        settle(containers)
+        return [container_evidence(c) for c in containers]
 
     # -- faults ---------------------------------------------------------------------------------
     def _flow_run_containers(self, deployed: Deployed, flow_run_id: str) -> Callable[[], list]:
