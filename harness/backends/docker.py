@@ -16,7 +16,6 @@ label-based cleanup here replaces it, also for a harness that was SIGKILLed (``r
 from __future__ import annotations
 
 import os
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,10 +24,10 @@ from typing import Any, Callable, Iterator
 import psutil
 
 from harness import engine, procs
-from harness.api import APIError, PrefectAPI
+from harness.api import PrefectAPI
 from harness.backends import Deployed
-from harness.backends.local import WORKER_GRACE, SignalFault, clean_env, free_port, zombie_automation
-from harness.ledger import LEDGER_ENV
+from harness.backends.local import (WORKER_GRACE, SignalFault, clean_env, flow_env, free_port, register,
+                                    start_worker, unregister)
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads its config
@@ -297,17 +296,8 @@ class DockerSystem:
     # -- deployment ---------------------------------------------------------------------------
     def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
         cfg = scenario.config
-        env = {
-            LEDGER_ENV: str(ledger),
-            "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
-            "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
-            "CHAOS_CACHE_POLICY": cfg.cache_policy,
-            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
-            "PYTHONPATH": os.pathsep.join([str(FLOWS_DIR), IN_CONTAINER_PKG_ROOT]),
-            "PREFECT_LOGGING_TO_API_ENABLED": "false",
-        }
-        if cfg.heartbeat_seconds is not None:
-            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.heartbeat_seconds)
+        env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",  # as on local; a scenario's env may override it
+               **flow_env(scenario, ledger, home / "results", os.pathsep.join([str(FLOWS_DIR), IN_CONTAINER_PKG_ROOT]))}
         job: dict[str, Any] = {
             "image": self.image,
             "image_pull_policy": "Never",
@@ -317,7 +307,7 @@ class DockerSystem:
             "volumes": [f"{FLOWS_DIR}:{FLOWS_DIR}:ro",
                         f"{HARNESS_PKG}:{IN_CONTAINER_PKG_ROOT}/harness:ro",
                         f"{home}:{home}:rw"],
-            "env": {**env, **cfg.env},
+            "env": env,
         }
         if cfg.job.stream_output is not None:
             job["stream_output"] = cfg.job.stream_output
@@ -333,34 +323,13 @@ class DockerSystem:
         home = self.workdir / instance
         home.mkdir(parents=True)
         pool = f"chaos-{instance}"
-        worker_env = {**self.env, "PREFECT_API_URL": self.server.api_url, "CHAOS_INSTANCE": instance,
-                      "PREFECT_WORKER_QUERY_SECONDS": "1"}
-        argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "docker",
-                "--name", f"{pool}-worker"]
-        worker = procs.Spawned(argv, worker_env, home / "worker.log")
+        worker = start_worker(self.api, self.env, self.server.api_url, pool, "docker", instance, home)
         self.workers[instance] = worker
-        deployed = Deployed(instance, "", pool, home / "ledger.jsonl",
-                            extra={"worker": worker, "faults": [], "containers": {}})
+        deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": []})
         automation = None
         try:
-            def pool_ready() -> bool:
-                if not worker.running():
-                    raise RuntimeError(f"prefect worker exited ({worker.popen.returncode}):\n{worker.tail()}")
-                try:
-                    return self.api.work_pool(pool) is not None
-                except APIError:
-                    return False
-
-            procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its docker worker", f"see {worker.log}")
-            flow = scenario.workload.flow
-            deployed.deployment_id = self.api.create_deployment(
-                flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
-                directory=str(FLOWS_DIR), parameters=scenario.workload.parameters,
-                job_variables=self._job_variables(scenario, instance, home, deployed.ledger),
-                tags=["chaos", instance])
-            if scenario.config.zombie_automation_within is not None:
-                automation = self.api.create_automation(zombie_automation(
-                    f"chaos-zombie-{instance}", deployed.deployment_id, scenario.config.zombie_automation_within))
+            job = self._job_variables(scenario, instance, home, deployed.ledger)
+            deployed.deployment_id, automation = register(self.api, scenario, instance, pool, job)
             yield deployed
         finally:
             for fault in deployed.extra["faults"]:
@@ -371,13 +340,7 @@ class DockerSystem:
             worker.stop(grace=WORKER_GRACE)
             self.workers.pop(instance, None)
             remove_labelled(self.client, {SESSION_LABEL: self.session, INSTANCE_LABEL: instance})
-            for call in (lambda: automation and self.api.delete_automation(automation),
-                         lambda: deployed.deployment_id and self.api.delete_deployment(deployed.deployment_id),
-                         lambda: self.api.delete_work_pool(pool)):
-                try:
-                    call()
-                except APIError:
-                    pass
+            unregister(self.api, automation, deployed.deployment_id, pool)
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """Docker's account of every flow-run container of this scenario (exit code, OOMKilled)."""

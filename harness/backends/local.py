@@ -218,6 +218,70 @@ def zombie_automation(name: str, deployment_id: str, within: int) -> dict[str, A
     }
 
 
+def flow_env(scenario: Scenario, ledger: Path, results: Path, pythonpath: str) -> dict[str, str]:
+    """A scenario's config as the flow-run environment (every backend passes it as job variables)."""
+    cfg = scenario.config
+    env = {
+        LEDGER_ENV: str(ledger),
+        "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
+        "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
+        "CHAOS_CACHE_POLICY": cfg.cache_policy,
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results),  # no cache shared across scenarios
+        "PYTHONPATH": pythonpath,
+    }
+    if cfg.heartbeat_seconds is not None:
+        env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.heartbeat_seconds)
+    return {**env, **cfg.env}
+
+
+def start_worker(api: PrefectAPI, env: dict[str, str], api_url: str, pool: str, worker_type: str,
+                 instance: str, home: Path) -> procs.Spawned:
+    """``prefect worker start`` for one scenario's pool; returns once the pool exists."""
+    worker_env = {**env, "PREFECT_API_URL": api_url, "CHAOS_INSTANCE": instance, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", worker_type,
+            "--name", f"{pool}-worker"]
+    worker = procs.Spawned(argv, worker_env, home / "worker.log")
+
+    def pool_ready() -> bool:
+        if not worker.running():
+            raise RuntimeError(f"prefect worker exited ({worker.popen.returncode}):\n{worker.tail()}")
+        try:
+            return api.work_pool(pool) is not None
+        except APIError:
+            return False  # a busy SQLite answers 503; keep waiting
+
+    try:
+        procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its {worker_type} worker", f"see {worker.log}")
+    except BaseException:
+        worker.stop(grace=WORKER_GRACE)
+        raise
+    return worker
+
+
+def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job: dict[str, Any]) -> tuple[str, str | None]:
+    """The scenario's deployment (and its zombie automation, if asked for): (deployment id, automation id)."""
+    flow = scenario.workload.flow
+    deployment_id = api.create_deployment(
+        flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
+        directory=str(FLOWS_DIR), parameters=scenario.workload.parameters, job_variables=job,
+        tags=["chaos", instance])
+    automation = None
+    if scenario.config.zombie_automation_within is not None:
+        automation = api.create_automation(zombie_automation(
+            f"chaos-zombie-{instance}", deployment_id, scenario.config.zombie_automation_within))
+    return deployment_id, automation
+
+
+def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool: str) -> None:
+    for call in (lambda: automation and api.delete_automation(automation),
+                 lambda: deployment_id and api.delete_deployment(deployment_id),
+                 lambda: api.delete_work_pool(pool)):
+        try:
+            call()
+        except APIError:
+            pass  # the server's database is temporary; nothing outlives the session
+
+
 class LocalSystem:
     name = "local"
 
@@ -230,54 +294,21 @@ class LocalSystem:
         self.api = self.server.api
         self.workers: dict[str, procs.Spawned] = {}
 
-    def _flow_env(self, scenario: Scenario, ledger: Path, results: Path) -> dict[str, str]:
-        cfg = scenario.config
-        env = {
-            LEDGER_ENV: str(ledger),
-            "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
-            "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
-            "CHAOS_CACHE_POLICY": cfg.cache_policy,
-            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results),  # no cache shared across scenarios
-            "PYTHONPATH": str(FLOWS_DIR),
-        }
-        if cfg.heartbeat_seconds is not None:
-            env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.heartbeat_seconds)
-        return {**env, **cfg.env}
-
     @contextmanager
     def deploy(self, scenario: Scenario, instance: str) -> Iterator[Deployed]:
         home = self.workdir / instance
         home.mkdir(parents=True)
         pool = f"chaos-{instance}"
-        worker_env = {**self.env, "PREFECT_API_URL": self.server.api_url, "CHAOS_INSTANCE": instance,
-                      "PREFECT_WORKER_QUERY_SECONDS": "1"}
-        argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
-                "--name", f"{pool}-worker"]
-        worker = procs.Spawned(argv, worker_env, home / "worker.log")
+        worker = start_worker(self.api, self.env, self.server.api_url, pool, "process", instance, home)
         self.workers[instance] = worker
-        deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": [], "mem_limit": scenario.config.job.mem_limit})
+        deployed = Deployed(instance, "", pool, home / "ledger.jsonl",
+                            extra={"worker": worker, "faults": [], "mem_limit": scenario.config.job.mem_limit})
         automation = None
         try:
-            def pool_ready() -> bool:
-                if not worker.running():
-                    raise RuntimeError(f"prefect worker exited ({worker.popen.returncode}):\n{worker.tail()}")
-                try:
-                    return self.api.work_pool(pool) is not None
-                except APIError:
-                    return False  # a busy SQLite answers 503; keep waiting
-
-            procs.wait_for(pool_ready, 90, 0.25, f"work pool {pool} from its worker", f"see {worker.log}")
-            job: dict[str, Any] = {"env": self._flow_env(scenario, deployed.ledger, home / "results"),
+            job: dict[str, Any] = {"env": flow_env(scenario, deployed.ledger, home / "results", str(FLOWS_DIR)),
                                    **scenario.config.job.model_dump(include={"stream_output", "command"},
                                                                     exclude_none=True)}
-            flow = scenario.workload.flow
-            deployed.deployment_id = self.api.create_deployment(
-                flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
-                directory=str(FLOWS_DIR), parameters=scenario.workload.parameters, job_variables=job,
-                tags=["chaos", instance])
-            if scenario.config.zombie_automation_within is not None:
-                automation = self.api.create_automation(zombie_automation(
-                    f"chaos-zombie-{instance}", deployed.deployment_id, scenario.config.zombie_automation_within))
+            deployed.deployment_id, automation = register(self.api, scenario, instance, pool, job)
             yield deployed
         finally:
             for fault in deployed.extra["faults"]:
@@ -288,13 +319,7 @@ class LocalSystem:
             if orphans:  # flow-run processes the worker left behind (it was killed, or they froze)
                 procs.signal_all(orphans, signal.SIGKILL)
                 procs.wait_gone(orphans, 5)
-            for name, call in (("automation", lambda: automation and self.api.delete_automation(automation)),
-                               ("deployment", lambda: deployed.deployment_id and self.api.delete_deployment(deployed.deployment_id)),
-                               ("work pool", lambda: self.api.delete_work_pool(pool))):
-                try:
-                    call()
-                except APIError:
-                    pass  # the server's database is temporary; nothing outlives the session
+            unregister(self.api, automation, deployed.deployment_id, pool)
 
     def _flow_run_processes(self, flow_run_id: str) -> Callable[[], list[psutil.Process]]:
         return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)
