@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import psutil
+from typing import Any, Callable
 
 from harness import engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
-from harness.backends.local import (WORKER_GRACE, SignalFault, clean_env, flow_env, free_port, register,
-                                    start_worker, unregister)
+from harness.backends.local import (WORKER_GRACE, clean_env, flow_env, free_port, scenario_deployment,
+                                    worker_fault)
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads its config
@@ -318,29 +316,11 @@ class DockerSystem:
             job.update(mem_limit=limit, memswap_limit=limit)  # no swap: the limit is the limit
         return job
 
-    @contextmanager
-    def deploy(self, scenario: Scenario, instance: str) -> Iterator[Deployed]:
-        home = self.workdir / instance
-        home.mkdir(parents=True)
-        pool = f"chaos-{instance}"
-        worker = start_worker(self.api, self.env, self.server.api_url, pool, "docker", instance, home)
-        self.workers[instance] = worker
-        deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": []})
-        automation = None
-        try:
-            job = self._job_variables(scenario, instance, home, deployed.ledger)
-            deployed.deployment_id, automation = register(self.api, scenario, instance, pool, job)
-            yield deployed
-        finally:
-            for fault in deployed.extra["faults"]:
-                try:
-                    fault.close()
-                except Exception:
-                    pass
-            worker.stop(grace=WORKER_GRACE)
-            self.workers.pop(instance, None)
-            remove_labelled(self.client, {SESSION_LABEL: self.session, INSTANCE_LABEL: instance})
-            unregister(self.api, automation, deployed.deployment_id, pool)
+    def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
+        return scenario_deployment(
+            self, scenario, instance, "docker",
+            lambda home, ledger: self._job_variables(scenario, instance, home, ledger),
+            lambda: remove_labelled(self.client, {SESSION_LABEL: self.session, INSTANCE_LABEL: instance}))
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """Docker's account of every flow-run container of this scenario (exit code, OOMKilled)."""
@@ -359,10 +339,7 @@ class DockerSystem:
         if spec.target == "server":
             made: Any = RestartServerContainer(self.server)
         elif spec.target == "worker":
-            worker: procs.Spawned = deployed.extra["worker"]
-            kind = "kill" if spec.kind == "kill-worker" else spec.kind
-            made = SignalFault(kind, lambda: [psutil.Process(worker.pid)] if worker.running() else [],
-                               spec.grace_seconds, "worker")
+            made = worker_fault(spec, deployed)
         else:
             limit = parse_bytes(spec.mem_limit) if spec.kind == "oom" and spec.mem_limit else None
             made = ContainerFault(spec.kind, self._flow_run_containers(deployed, flow_run_id),

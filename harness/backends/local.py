@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -194,6 +194,14 @@ class RestartServer:
         return {}
 
 
+def worker_fault(spec: FaultSpec, deployed: Deployed) -> SignalFault:
+    """A fault on the scenario's worker: a host process on every backend that has one here."""
+    worker: procs.Spawned = deployed.extra["worker"]
+    kind = "kill" if spec.kind == "kill-worker" else spec.kind
+    return SignalFault(kind, lambda: [psutil.Process(worker.pid)] if worker.running() else [],
+                       spec.grace_seconds, "worker")
+
+
 def zombie_automation(name: str, deployment_id: str, within: int) -> dict[str, Any]:
     """The documented zombie-detection automation, scoped to one deployment's flow runs."""
     return {
@@ -282,6 +290,38 @@ def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool
             pass  # the server's database is temporary; nothing outlives the session
 
 
+@contextmanager
+def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_type: str,
+                        job_variables: Callable[[Path, Path], dict[str, Any]], remove_leftovers: Callable[[], None],
+                        **extra: Any) -> Iterator[Deployed]:
+    """One scenario's worker, deployment and automation, and their certain removal, on any backend.
+
+    ``system`` has ``api``, ``server.api_url``, ``env``, ``workdir`` and ``workers``;
+    ``job_variables(home, ledger)`` gives the backend's job variables; ``remove_leftovers`` ends what
+    the stopped worker left behind (orphaned processes, exited containers)."""
+    home = system.workdir / instance
+    home.mkdir(parents=True)
+    pool = f"chaos-{instance}"
+    worker = start_worker(system.api, system.env, system.server.api_url, pool, worker_type, instance, home)
+    system.workers[instance] = worker
+    deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": [], **extra})
+    automation = None
+    try:
+        deployed.deployment_id, automation = register(system.api, scenario, instance, pool,
+                                                      job_variables(home, deployed.ledger))
+        yield deployed
+    finally:
+        for fault in deployed.extra["faults"]:
+            try:
+                fault.close()
+            except Exception:
+                pass  # one fault's failed close must not keep the worker and the rest alive
+        worker.stop(grace=WORKER_GRACE)
+        system.workers.pop(instance, None)
+        remove_leftovers()
+        unregister(system.api, automation, deployed.deployment_id, pool)
+
+
 class LocalSystem:
     name = "local"
 
@@ -294,32 +334,19 @@ class LocalSystem:
         self.api = self.server.api
         self.workers: dict[str, procs.Spawned] = {}
 
-    @contextmanager
-    def deploy(self, scenario: Scenario, instance: str) -> Iterator[Deployed]:
-        home = self.workdir / instance
-        home.mkdir(parents=True)
-        pool = f"chaos-{instance}"
-        worker = start_worker(self.api, self.env, self.server.api_url, pool, "process", instance, home)
-        self.workers[instance] = worker
-        deployed = Deployed(instance, "", pool, home / "ledger.jsonl",
-                            extra={"worker": worker, "faults": [], "mem_limit": scenario.config.job.mem_limit})
-        automation = None
-        try:
-            job: dict[str, Any] = {"env": flow_env(scenario, deployed.ledger, home / "results", str(FLOWS_DIR)),
-                                   **scenario.config.job.model_dump(include={"stream_output", "command"},
-                                                                    exclude_none=True)}
-            deployed.deployment_id, automation = register(self.api, scenario, instance, pool, job)
-            yield deployed
-        finally:
-            for fault in deployed.extra["faults"]:
-                fault.close()
-            worker.stop(grace=WORKER_GRACE)
-            self.workers.pop(instance, None)
+    def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
+        def job_variables(home: Path, ledger: Path) -> dict[str, Any]:
+            return {"env": flow_env(scenario, ledger, home / "results", str(FLOWS_DIR)),
+                    **scenario.config.job.model_dump(include={"stream_output", "command"}, exclude_none=True)}
+
+        def remove_orphans() -> None:  # flow-run processes the worker left behind (killed, or frozen)
             orphans = procs.find(self.session, CHAOS_INSTANCE=instance)
-            if orphans:  # flow-run processes the worker left behind (it was killed, or they froze)
+            if orphans:
                 procs.signal_all(orphans, signal.SIGKILL)
                 procs.wait_gone(orphans, 5)
-            unregister(self.api, automation, deployed.deployment_id, pool)
+
+        return scenario_deployment(self, scenario, instance, "process", job_variables, remove_orphans,
+                                   mem_limit=scenario.config.job.mem_limit)
 
     def _flow_run_processes(self, flow_run_id: str) -> Callable[[], list[psutil.Process]]:
         return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)
@@ -331,10 +358,7 @@ class LocalSystem:
             limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
             made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
         elif spec.target == "worker":
-            worker: procs.Spawned = deployed.extra["worker"]
-            kind = "kill" if spec.kind == "kill-worker" else spec.kind
-            made = SignalFault(kind, lambda: [psutil.Process(worker.pid)] if worker.running() else [],
-                               spec.grace_seconds, "worker")
+            made = worker_fault(spec, deployed)
         else:
             made = SignalFault(spec.kind, self._flow_run_processes(flow_run_id), spec.grace_seconds, "flow-run")
         deployed.extra["faults"].append(made)
