@@ -5,6 +5,7 @@ The harness's own plugin (options, markers, matrix validation, fixtures) arrives
 the repository's tests share.
 """
 
+import time
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,19 @@ ROOT = Path(__file__).resolve().parent
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+def _wait_until(predicate, timeout, what):
+    """Poll ``predicate`` until it returns something truthy (returned); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def wait_until():
+    return _wait_until

@@ -81,8 +81,9 @@ def e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def anchor(entry: Entry) -> str:
-    return f"d-{entry.scenario}-{entry.backend}-{entry.prefect_version}".replace(".", "_")
+def anchor(scenario: str, backend: str, prefect_version: str) -> str:
+    """The id of a scenario's detail (escaped), linked from the matrix and from the claims."""
+    return e(f"d-{scenario}-{backend}-{prefect_version}".replace(".", "_"))
 
 
 def _fmt(value: Any) -> str:
@@ -218,7 +219,7 @@ def _cell(report: Report, scenario: str, column) -> str:
     text = VERDICT_TEXT[s] + (f" ×{len(cell.entries)}" if len(cell.entries) > 1 else "")
     tip = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     return (f'<td class="cell v-{s}" data-verdict="{s}" title="{e(tip)}">'
-            f'<a href="#{anchor(cell.latest)}">{e(text)}</a></td>')
+            f'<a href="#{anchor(*cell.latest.key)}">{e(text)}</a></td>')
 
 
 def matrix(report: Report) -> str:
@@ -277,14 +278,10 @@ def claims_section(report: Report) -> str:
         for r in c.results:
             ev = "; ".join(r["evidence"]) if r["evidence"] else "observed as predicted"
             out.append(f'<li><span class="t-{e(r["status"].replace(" ", "-"))}">{e(r["status"])}</span> by '
-                       f'<a href="#{e(anchor_of(r))}">{e(r["scenario"])}</a> on {e(r["backend"])} (Prefect '
+                       f'<a href="#{anchor(r["scenario"], r["backend"], r["prefect_version"])}">{e(r["scenario"])}</a> on {e(r["backend"])} (Prefect '
                        f'{e(r["prefect_version"])}): {e(ev)}</li>')
         out.append("</ul></div>")
     return "".join(out)
-
-
-def anchor_of(r: dict[str, Any]) -> str:
-    return f"d-{r['scenario']}-{r['backend']}-{r['prefect_version']}".replace(".", "_")
 
 
 def trend_section(report: Report) -> str:
@@ -367,7 +364,7 @@ def detail(entry: Entry, repeats: int) -> str:
                  f"{e(entry.claim_verdict or 'not tested')}</span>: “{e(entry.claim.get('text'))}”"
                  + (f" — {e('; '.join(entry.claim_reasons))}" if entry.claim_reasons else "") + "</p>")
     outcome = entry.outcome
-    return (f'<details class="scenario" id="{anchor(entry)}" data-row data-verdicts="{outcome}" '
+    return (f'<details class="scenario" id="{anchor(*entry.key)}" data-row data-verdicts="{outcome}" '
             f'data-backends="{e(entry.backend)}" data-faults="{e(" ".join(entry.fault_kinds))}"'
             f'{" open" if outcome != "pass" else ""}><summary><span class="t-{outcome}">{VERDICT_TEXT[outcome]}</span> '
             f'{e(entry.scenario)} on {e(entry.backend)} (Prefect {e(entry.prefect_version)})'
@@ -404,7 +401,7 @@ def render(report: Report, title: str = "Prefect crash-chaos reliability report"
                     details.append(detail(cell.latest, len(cell.entries)))
                 except Exception as exc:  # a malformed history draws as a message, never a traceback
                     report.problems.append(f"{cell.latest.source}: could not be drawn ({type(exc).__name__}: {exc})")
-                    details.append(f"<details class='scenario' id='{anchor(cell.latest)}' open><summary>"
+                    details.append(f"<details class='scenario' id='{anchor(*cell.latest.key)}' open><summary>"
                                    f"{e(cell.latest.scenario)} on {e(cell.latest.backend)}: could not be drawn</summary>"
                                    f"<p>{e(type(exc).__name__)}: {e(exc)}</p></details>")
     sections = {}

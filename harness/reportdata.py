@@ -86,9 +86,8 @@ def _entry(raw: Any, source: str) -> Entry:
     claim = raw.get("claim")
     if claim is not None and not isinstance(claim, dict):
         raise ValueError("claim is not an object")
-    for name, value in (("expectation", raw.get("expectation") or {}), ):
-        if not isinstance(value, dict):
-            raise ValueError(f"{name} is not an object")
+    if not isinstance(raw.get("expectation") or {}, dict):
+        raise ValueError("expectation is not an object")
     for name in ("reasons", "claim_reasons"):
         if not isinstance(verdict.get(name) or [], list):
             raise ValueError(f"verdict.{name} is not a list")
@@ -209,32 +208,27 @@ class Report:
         return Counter(c.summary for c in self.cells.values())
 
 
+def _counts(group: list[Entry]) -> dict[str, int]:
+    return {
+        "re_executions": sum(int(e.figures.get("re_executions") or 0) for e in group),
+        "stuck": sum(1 for e in group if e.figures.get("stuck")),
+        "flapping": sum(1 for e in group if e.figures.get("flapping")),
+        "overlaps": sum(len(e.figures.get("overlaps") or []) for e in group),
+    }
+
+
 def _figures(entries: list[Entry]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     by: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         for kind in e.fault_kinds or ["none"]:
             by[kind].append(e)
-    kinds = {}
-    for kind, group in sorted(by.items()):
-        kinds[kind] = {
-            "runs": len(group),
-            "detect": spread(e.figures.get("time_to_detect") for e in group),
-            "settle": spread(e.figures.get("time_to_settle") for e in group),
-            "re_executions": sum(int(e.figures.get("re_executions") or 0) for e in group),
-            "stuck": sum(1 for e in group if e.figures.get("stuck")),
-            "flapping": sum(1 for e in group if e.figures.get("flapping")),
-            "overlaps": sum(len(e.figures.get("overlaps") or []) for e in group),
-        }
-    totals = {name: sum(k[name] for k in kinds.values()) if name != "runs" else len(entries)
-              for name in ("runs", "re_executions", "stuck", "flapping", "overlaps")}
+    kinds = {kind: {"runs": len(group),
+                    "detect": spread(e.figures.get("time_to_detect") for e in group),
+                    "settle": spread(e.figures.get("time_to_settle") for e in group),
+                    **_counts(group)}
+             for kind, group in sorted(by.items())}
     # an entry with two fault kinds is counted under each kind, but once in the totals
-    totals.update(
-        re_executions=sum(int(e.figures.get("re_executions") or 0) for e in entries),
-        stuck=sum(1 for e in entries if e.figures.get("stuck")),
-        flapping=sum(1 for e in entries if e.figures.get("flapping")),
-        overlaps=sum(len(e.figures.get("overlaps") or []) for e in entries),
-    )
-    return kinds, totals
+    return kinds, {"runs": len(entries), **_counts(entries)}
 
 
 def _claims(entries: list[Entry]) -> list[ClaimResult]:

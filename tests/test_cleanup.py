@@ -7,7 +7,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
@@ -40,16 +39,6 @@ def session_processes(owner: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter() if procs.environ(p).get(procs.OWNER_ENV) == str(owner)]
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def server_port(processes) -> int:
     for p in processes:
         cmd = p.cmdline()
@@ -58,7 +47,7 @@ def server_port(processes) -> int:
     raise AssertionError("no server process among the session's processes")
 
 
-def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo_root):
+def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo_root, wait_until):
     (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
     journal = tmp_path / "journal.jsonl"
     harness = subprocess.Popen(

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -70,16 +69,6 @@ def labelled(client, key: str, value: str) -> dict[str, list[str]]:
             "volumes": [v.name for v in client.volumes.list(filters=f)]}
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 MATRIX = """
 - id: quick-one
   title: finishes before the interrupt; its journal line must survive it
@@ -97,7 +86,7 @@ MATRIX = """
 
 
 @pytest.mark.integration
-def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystander(client, tmp_path, repo_root):
+def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystander(client, tmp_path, repo_root, wait_until):
     from harness.backends.docker import OWNER_LABEL, SESSION_LABEL
 
     image = engine.ensure_image(client)
