@@ -79,6 +79,11 @@ class PrefectAPI:
     def workers(self, pool: str) -> list[dict[str, Any]]:
         return self._call("POST", f"/work_pools/{pool}/workers/filter", json={})
 
+    def create_work_pool(self, name: str, pool_type: str, base_job_template: dict[str, Any]) -> None:
+        """A pool with its own base job template (a worker would otherwise create it with the default)."""
+        self._call("POST", "/work_pools/", SETUP, json={"name": name, "type": pool_type,
+                                                        "base_job_template": base_job_template})
+
     def delete_work_pool(self, name: str) -> None:
         self._call("DELETE", f"/work_pools/{name}")
 

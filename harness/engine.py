@@ -7,7 +7,7 @@ raises :class:`Unavailable` with the reason, and docker scenarios skip with that
 
 ``ensure_image`` answers with the tag of a Prefect image.  The harness builds its own from a
 Debian rootfs (``mmdebstrap`` piped into ``docker import``) with the same Prefect version as the
-harness, plus prefect-docker, and the machine's CA certificates so pip works behind a TLS proxy.
+harness, plus prefect-docker and prefect-kubernetes, and the machine's CA certificates so pip works behind a TLS proxy.
 The tag is a hash of the inputs; a present image is reused.  ``CHAOS_DOCKER_IMAGE`` names a
 configured image (the official one, say) instead; it must already be present: nothing is ever
 pulled implicitly.
@@ -141,6 +141,7 @@ def image_inputs() -> dict[str, Any]:
         "suite": SUITE,
         "prefect": _version("prefect"),
         "prefect-docker": _version("prefect-docker"),
+        "prefect-kubernetes": _version("prefect-kubernetes"),  # the kind backend's worker runs in it
         "constraints": ["fastapi<0.151"],
         "ca_certificates": certs,
     }
@@ -154,7 +155,8 @@ def image_tag(inputs: dict[str, Any] | None = None) -> str:
 
 def _requirements(inputs: dict[str, Any]) -> list[str]:
     reqs = [f"prefect=={inputs['prefect']}"]
-    reqs.append(f"prefect-docker=={inputs['prefect-docker']}" if inputs["prefect-docker"] else "prefect-docker")
+    for dist in ("prefect-docker", "prefect-kubernetes"):
+        reqs.append(f"{dist}=={inputs[dist]}" if inputs.get(dist) else dist)
     return reqs + list(inputs["constraints"])
 
 

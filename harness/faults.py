@@ -14,21 +14,37 @@ from typing import Any, Protocol
 # kind -> (allowed targets, heals?)  A healing fault must say when it heals, unless it may also be
 # left unhealed (freeze: "frozen, not dead" both healed and not).
 FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
-    # SIGKILL / docker kill / delete pod grace 0
+    # SIGKILL / docker kill / delete the pod with grace 0
     "kill": (frozenset({"flow-run", "worker"}), "never"),
-    # SIGTERM, grace, SIGKILL / docker stop -t / delete with grace
+    # SIGTERM, grace, SIGKILL / docker stop -t / delete the pod with a grace period
     "terminate": (frozenset({"flow-run", "worker"}), "never"),
-    # SIGSTOP + SIGCONT / docker pause + unpause
+    # SIGSTOP + SIGCONT / docker pause + unpause / pause the pod's container through containerd
     "freeze": (frozenset({"flow-run", "worker"}), "optional"),
     # memory limit + allocation, the kernel's OOM killer acts
     "oom": (frozenset({"flow-run"}), "never"),
-    # SIGKILL the worker (an alias of kill/worker that DESIGN.md names on its own)
+    # SIGKILL the worker / delete the worker pod (an alias of kill/worker that DESIGN.md names)
     "kill-worker": (frozenset({"worker"}), "never"),
     # stop the server, keep it down, start it again on the same database
     "restart-server": (frozenset({"server"}), "required"),
+    # the Eviction API on the pod (honours PodDisruptionBudgets and the grace period)
+    "evict": (frozenset({"flow-run", "worker"}), "never"),
+    # cordon the flow run's node and evict everything of the session on it; heal = uncordon
+    "drain": (frozenset({"node"}), "optional"),
+    # the flow run's node disappears: its kind node container paused (hung node) or stopped
+    # (how: stop); heal = unpause / start
+    "node-loss": (frozenset({"node"}), "optional"),
 }
 
-DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server"}
+DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server", "drain": "node", "node-loss": "node"}
+
+# Which backend has a real mechanism for which fault.  A scenario that lists a backend without
+# one is refused when the matrix loads, not skipped at run time.
+_PROCESS_FAULTS = frozenset({"kill", "terminate", "freeze", "oom", "kill-worker", "restart-server"})
+BACKEND_FAULTS: dict[str, frozenset[str]] = {
+    "local": _PROCESS_FAULTS,
+    "docker": _PROCESS_FAULTS,
+    "kind": frozenset(FAULT_KINDS),
+}
 
 
 class Fault(Protocol):

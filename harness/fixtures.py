@@ -12,9 +12,11 @@ from harness.session import ChaosSession
 
 
 @pytest.fixture(scope="session")
-def chaos_session() -> Iterator[ChaosSession]:
+def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
     """One harness session per pytest process; torn down on failure and on Ctrl-C too."""
-    session = ChaosSession()
+    from harness.plugin import backend_options
+
+    session = ChaosSession(backend_options(pytestconfig))
     try:
         yield session
     finally:

@@ -31,11 +31,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="matrix file or directory (default: <rootdir>/scenarios)")
     group.addoption("--chaos-journal", default=None, metavar="FILE",
                     help="run journal to append to (default: reports/journal-<UTC time>.jsonl)")
+    group.addoption("--chaos-kube-context", default=None, metavar="NAME",
+                    help="kind: use this existing kind context instead of creating a cluster "
+                         "(refused unless --chaos-allow-context names it too)")
+    group.addoption("--chaos-allow-context", action="append", default=[], metavar="NAME",
+                    help="kind: allow the harness to create, fault and delete its objects in this "
+                         "existing context (exact name; repeatable)")
+    group.addoption("--chaos-kube-version", default=None, metavar="VERSION",
+                    help="kind: the Kubernetes version of the cluster the harness creates (a kindest/node tag)")
+
+
+def backend_options(config: pytest.Config) -> dict:
+    return {"kube_context": config.getoption("--chaos-kube-context"),
+            "allow_context": config.getoption("--chaos-allow-context"),
+            "kube_version": config.getoption("--chaos-kube-version")}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos: a (scenario, backend) of the matrix against real Prefect")
     config.addinivalue_line("markers", "integration: starts real Prefect processes; slower than unit tests")
+    config.addinivalue_line("markers", "kind: needs a kind cluster (skips, saying why, where none can start)")
+    context = config.getoption("--chaos-kube-context")
+    if context:  # the interlock, before anything runs: an existing context must be allowed by name
+        from harness.kind import ContextRefused, check_context
+
+        try:
+            check_context(context, config.getoption("--chaos-allow-context"), created=None)
+        except ContextRefused as exc:
+            raise pytest.UsageError(str(exc)) from None
     explicit = config.getoption("--chaos-matrix")
     matrix = Path(explicit) if explicit else config.rootpath / "scenarios"
     if explicit or matrix.exists():

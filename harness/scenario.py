@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.faults import DEFAULT_TARGET, FAULT_KINDS
+from harness.faults import BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS
 
 BACKENDS = ("local", "docker", "kind")
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -75,7 +75,7 @@ class JobConfig(_Model):
     stream_output: bool | None = None
     command: str | None = None  # the flow-run command, e.g. "prefect flow-run execute"
     mem_limit: str | None = None
-    backoff_limit: int | None = None
+    backoff_limit: int | None = Field(None, ge=0)  # kind: the Job's backoffLimit (pods it may replace)
 
     @field_validator("mem_limit")
     @classmethod
@@ -135,6 +135,7 @@ class FaultSpec(_Model):
     heal_after_seconds: float | None = Field(None, gt=0)
     grace_seconds: float = Field(5, ge=0)  # terminate: SIGTERM, then this long, then SIGKILL
     mem_limit: str | None = None  # oom: overrides config.job.mem_limit
+    how: Literal["pause", "stop"] | None = None  # node-loss: a hung node (default) or a stopped one
 
     @field_validator("kind")
     @classmethod
@@ -156,6 +157,8 @@ class FaultSpec(_Model):
             raise ValueError(f"@heal_after_seconds: fault {self.kind!r} needs it (how long the target stays down)")
         if self.mem_limit is not None:
             parse_bytes(self.mem_limit)
+        if self.how is not None and self.kind != "node-loss":
+            raise ValueError(f"@how: only node-loss has a 'how' (pause | stop), not {self.kind!r}")
         return self
 
 
@@ -196,6 +199,10 @@ class Expectation(RunExpectation):
     # container's OOMKilled, a cgroup's oom_kill count), and the first container's exit code
     oom_killed: bool | None = None
     exit_code: Count | None = None
+    # Set while no real run has confirmed this expectation: what it rests on instead (a
+    # documented behaviour, a reading of the code).  The report marks such cells; a measurement
+    # replaces the expectation and removes the mark.
+    unverified: str | None = None
 
 
 class ExpectationOverride(Expectation):
@@ -253,6 +260,15 @@ class Scenario(_Model):
         if not value:
             raise ValueError("list at least one backend")
         return value
+
+    @model_validator(mode="after")
+    def _faults_exist_on_backends(self) -> "Scenario":
+        for i, fault in enumerate(self.faults):
+            without = [b for b in self.backends if fault.kind not in BACKEND_FAULTS[b]]
+            if without:
+                raise ValueError(f"@faults.{i}.kind: backend(s) {', '.join(without)} have no {fault.kind!r} fault "
+                                 f"(it exists on: {', '.join(b for b in BACKENDS if fault.kind in BACKEND_FAULTS[b])})")
+        return self
 
     @model_validator(mode="after")
     def _oom_has_a_limit(self) -> "Scenario":

@@ -49,13 +49,19 @@ def clean_abandoned(tmp: Path | None = None) -> list[str]:
         except (OSError, ValueError):
             continue
         if not procs.alive(owner):
+            from harness.kind import delete_abandoned
+
+            cluster = delete_abandoned(d)  # a kind cluster it created (named in its workdir)
+            if cluster:
+                removed.append(f"kind cluster {cluster}")
             shutil.rmtree(d, ignore_errors=True)
             removed.append(str(d))
     return removed
 
 
 class ChaosSession:
-    def __init__(self) -> None:
+    def __init__(self, options: dict | None = None) -> None:
+        self.options = options or {}  # backend options from the command line (kind: context, version)
         self.id = uuid.uuid4().hex[:8]
         self.abandoned = clean_abandoned()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
@@ -78,7 +84,7 @@ class ChaosSession:
             workdir = self.workdir / backend
             workdir.mkdir(exist_ok=True)
             try:
-                self.systems[backend] = backends.start(backend, workdir, self.id)
+                self.systems[backend] = backends.start(backend, workdir, self.id, self.options)
             except backends.Unavailable as exc:
                 self.unavailable[backend] = str(exc)
                 raise

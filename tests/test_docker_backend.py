@@ -19,17 +19,19 @@ from harness.session import clean_abandoned
 
 def test_image_tag_is_a_hash_of_every_input():
     base = {"recipe": 1, "suite": "bookworm", "prefect": "3.8.8", "prefect-docker": "0.7.4",
-            "constraints": ["fastapi<0.151"], "ca_certificates": {"a.crt": "00"}}
+            "prefect-kubernetes": "0.8.0", "constraints": ["fastapi<0.151"], "ca_certificates": {"a.crt": "00"}}
     tag = engine.image_tag(base)
     assert tag.startswith("chaos-harness/prefect:3.8.8-") and tag == engine.image_tag(dict(base))
-    for key, other in (("prefect-docker", "0.7.3"), ("ca_certificates", {"a.crt": "01"}), ("recipe", 2)):
+    for key, other in (("prefect-docker", "0.7.3"), ("prefect-kubernetes", "0.7.13"),
+                       ("ca_certificates", {"a.crt": "01"}), ("recipe", 2)):
         assert engine.image_tag({**base, key: other}) != tag, key
 
 
 def test_recipe_carries_the_ca_certificates_and_pins_prefect():
-    script = engine._hook_script({"prefect": "3.8.8", "prefect-docker": "0.7.4", "constraints": ["fastapi<0.151"]})
+    script = engine._hook_script({"prefect": "3.8.8", "prefect-docker": "0.7.4", "prefect-kubernetes": "0.8.0",
+                                  "constraints": ["fastapi<0.151"]})
     assert f"{engine.CA_DIR}/*.crt" in script and "update-ca-certificates" in script
-    assert "'prefect==3.8.8' 'prefect-docker==0.7.4' 'fastapi<0.151'" in script
+    assert "'prefect==3.8.8' 'prefect-docker==0.7.4' 'prefect-kubernetes==0.8.0' 'fastapi<0.151'" in script
     assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in script
 
 

@@ -55,3 +55,12 @@ def test_invalid_matrix_stops_pytest_before_anything_runs(project):
 def test_unknown_backend_option_is_refused(project):
     result = project.runpytest("--chaos-backend", "moon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_the_interlock_stops_pytest_before_anything_runs(pytester):
+    """--chaos-kube-context without --chaos-allow-context naming it: a usage error, no test runs."""
+    pytester.makepyfile(test_x="def test_x():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest("--chaos-kube-context", "kind-prod", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*refusing Kubernetes context 'kind-prod'*--chaos-allow-context kind-prod*"])
+    assert "ran" not in result.stdout.str()

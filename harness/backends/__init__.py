@@ -44,8 +44,11 @@ class System(Protocol):
     def close(self) -> None: ...
 
 
-def start(name: str, workdir: Path, session: str) -> System:
-    """Start the system under test of backend ``name``; :class:`Unavailable` says why it cannot."""
+def start(name: str, workdir: Path, session: str, options: dict[str, Any] | None = None) -> System:
+    """Start the system under test of backend ``name``; :class:`Unavailable` says why it cannot.
+
+    ``options`` are the backend options of the command line (kube_context, allow_context,
+    kube_version for kind)."""
     if name == "local":
         from harness.backends.local import LocalSystem
 
@@ -56,4 +59,10 @@ def start(name: str, workdir: Path, session: str) -> System:
         except ImportError as exc:
             raise Unavailable(f"the docker backend needs the 'docker' extra ({exc})") from exc
         return DockerSystem(workdir, session)
-    raise Unavailable(f"backend {name!r} is not built yet (available: local, docker)")
+    if name == "kind":
+        try:
+            from harness.backends.kind import KindSystem
+        except ImportError as exc:
+            raise Unavailable(f"the kind backend needs the 'kind' extra ({exc})") from exc
+        return KindSystem(workdir, session, options)
+    raise Unavailable(f"unknown backend {name!r} (known: local, docker, kind)")

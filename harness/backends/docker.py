@@ -128,30 +128,49 @@ def container_evidence(container) -> dict[str, Any]:
 
 
 class ServerContainer:
-    """``prefect server start`` in a testcontainers container; restartable on its volume."""
+    """``prefect server start`` in a testcontainers container; restartable on its volume.
 
-    def __init__(self, client, image: str, session: str, env: dict[str, str]):
+    With ``network=None`` (the docker backend) it shares the host's network and listens on
+    127.0.0.1.  On a named network (the kind backend: pods must reach it) it listens on the
+    container's own interfaces, and the host reaches it through a port published on 127.0.0.1
+    only: ``internal_address`` is its address on that network."""
+
+    INTERNAL_PORT = 4200
+
+    def __init__(self, client, image: str, session: str, env: dict[str, str], network: str | None = None):
         from testcontainers.core.container import DockerContainer
 
-        self.client, self.port = client, free_port()
+        self.client, self.port, self.network = client, free_port(), network
         self.volume = client.volumes.create(name=f"chaos-{session}-server-db", labels=session_labels(session))
+        host, port = ("127.0.0.1", self.port) if network is None else ("0.0.0.0", self.INTERNAL_PORT)
         self.env = {
             **{k: v for k, v in env.items() if k.startswith("PREFECT_")},
             "PREFECT_HOME": "/data",
             "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:////data/prefect.db",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_SERVER_API_HOST": host,
+            "PREFECT_SERVER_API_PORT": str(port),
         }
         self.container = (
             DockerContainer(image)
-            .with_command(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
+            .with_command(["prefect", "server", "start", "--host", host, "--port", str(port)])
             .with_envs(**self.env)
             .with_name(f"chaos-{session}-server")
             .with_volume_mapping(self.volume.name, "/data", "rw")  # a named volume: survives a restart
-            .with_kwargs(network="host", labels=session_labels(session))
         )
+        if network is None:
+            self.container.with_kwargs(network="host", labels=session_labels(session))
+        else:
+            self.container.with_bind_ports(f"{port}/tcp", ("127.0.0.1", self.port))  # host: loopback only
+            self.container.with_kwargs(network=network, labels=session_labels(session))
         self.api = PrefectAPI(self.api_url)
         self.running = False
+
+    @property
+    def internal_address(self) -> str:
+        """The container's address on its named network (changes when the container restarts)."""
+        wrapped = self.container.get_wrapped_container()
+        wrapped.reload()
+        return wrapped.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"]
 
     @property
     def api_url(self) -> str:
@@ -254,8 +273,8 @@ class ContainerFault:
 
 
 class RestartServerContainer:
-    def __init__(self, server: ServerContainer):
-        self.server = server
+    def __init__(self, server: ServerContainer, after_restart: Callable[[], None] = lambda: None):
+        self.server, self.after_restart = server, after_restart
 
     def inject(self) -> dict[str, Any]:
         self.server.stop()
@@ -263,11 +282,13 @@ class RestartServerContainer:
 
     def heal(self) -> dict[str, Any]:
         self.server.restart()
+        self.after_restart()
         return {"restarted": True}
 
     def close(self) -> dict[str, Any]:
         if not self.server.running:
             self.server.restart()
+            self.after_restart()
             return {"restarted_at_close": True}
         return {}
 

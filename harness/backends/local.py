@@ -293,16 +293,20 @@ def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool
 @contextmanager
 def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_type: str,
                         job_variables: Callable[[Path, Path], dict[str, Any]], remove_leftovers: Callable[[], None],
-                        **extra: Any) -> Iterator[Deployed]:
+                        worker: Callable[[Path, str], Any] | None = None, **extra: Any) -> Iterator[Deployed]:
     """One scenario's worker, deployment and automation, and their certain removal, on any backend.
 
     ``system`` has ``api``, ``server.api_url``, ``env``, ``workdir`` and ``workers``;
     ``job_variables(home, ledger)`` gives the backend's job variables; ``remove_leftovers`` ends what
-    the stopped worker left behind (orphaned processes, exited containers)."""
+    the stopped worker left behind (orphaned processes, exited containers).  ``worker(home, pool)``
+    starts a worker that is not a host process (anything with ``stop(grace=)``)."""
     home = system.workdir / instance
     home.mkdir(parents=True)
     pool = f"chaos-{instance}"
-    worker = start_worker(system.api, system.env, system.server.api_url, pool, worker_type, instance, home)
+    if worker is None:
+        worker = start_worker(system.api, system.env, system.server.api_url, pool, worker_type, instance, home)
+    else:
+        worker = worker(home, pool)
     system.workers[instance] = worker
     deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": [], **extra})
     automation = None
