@@ -39,6 +39,8 @@ th,td{border:1px solid var(--line);padding:.3em .5em;text-align:left;vertical-al
 th{background:#f3f5f7;font-weight:600}
 td.cell{text-align:center;font-weight:600;color:#fff;white-space:nowrap}
 td.cell a{color:#fff;text-decoration:none;display:block}
+.unverified{font-size:.7em;font-weight:600;border:1px dashed currentColor;border-radius:3px;padding:0 .25em;white-space:nowrap}
+.unverified-note .unverified{color:#8a5a00}
 td.none{background:#f7f7f7;color:#aaa;text-align:center}
 .filters{display:flex;flex-wrap:wrap;gap:.6em;align-items:center;margin:.5em 0}
 .filters label{display:flex;gap:.3em;align-items:center}
@@ -218,8 +220,13 @@ def _cell(report: Report, scenario: str, column) -> str:
     counts = cell.outcomes
     text = VERDICT_TEXT[s] + (f" ×{len(cell.entries)}" if len(cell.entries) > 1 else "")
     tip = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    basis = cell.latest.unverified
+    mark = ""
+    if basis:  # the expectation was never measured: a pass confirms it, a fail may be the matrix's
+        tip += f"; expectation unverified: {basis}"
+        mark = ' <span class="unverified">unverified</span>'
     return (f'<td class="cell v-{s}" data-verdict="{s}" title="{e(tip)}">'
-            f'<a href="#{anchor(*cell.latest.key)}">{e(text)}</a></td>')
+            f'<a href="#{anchor(*cell.latest.key)}">{e(text)}{mark}</a></td>')
 
 
 def matrix(report: Report) -> str:
@@ -328,6 +335,20 @@ def _final_message(entry: Entry) -> str | None:
     return states[-1].get("message") if states else None
 
 
+def _infra_name(i: dict) -> str:
+    if i.get("pod"):
+        return f"pod <code>{e(i['pod'])}</code> on <code>{e(i.get('node'))}</code>"
+    return f"container <code>{e(i.get('container'))}</code>"
+
+
+def _infra_reason(i: dict) -> str:
+    reasons = [r for r in (i.get("reason"), i.get("container_reason")) if r]
+    extra = f" ({e(', '.join(reasons))})" if reasons else ""
+    if i.get("restarts"):
+        extra += f", {e(i['restarts'])} restarts"
+    return extra
+
+
 def detail(entry: Entry, repeats: int) -> str:
     exp = entry.expectation
     rows = []
@@ -355,8 +376,11 @@ def detail(entry: Entry, repeats: int) -> str:
                                 f"{s['timestamp'] - entry.history.get('started_at', s['timestamp']):.2f}s: {e(s['message'])}</li>")
     infra = entry.history.get("infrastructure") or []
     infra_html = ("<h3>Infrastructure</h3><ul class='tight'>" + "".join(
-        f"<li>container <code>{e(i.get('container'))}</code>: {e(i.get('status'))}, exit code {e(i.get('exit_code'))}, "
+        f"<li>{_infra_name(i)}: {e(i.get('status'))}{_infra_reason(i)}, exit code {e(i.get('exit_code'))}, "
         f"OOMKilled {e(i.get('oom_killed'))}</li>" for i in infra) + "</ul>") if infra else ""
+    unverified = (f"<p class='unverified-note'><span class='unverified'>unverified</span> This expectation has not "
+                  f"been confirmed by a real run yet; it rests on: {e(entry.unverified)}. A fail here may be the "
+                  f"matrix's error, not Prefect's.</p>") if entry.unverified else ""
     notes = entry.history.get("notes") or []
     claim = ""
     if entry.claim:
@@ -371,7 +395,7 @@ def detail(entry: Entry, repeats: int) -> str:
             f'{f" — latest of {repeats} runs" if repeats > 1 else ""}</summary>'
             f'<p class="small muted">{e(entry.title)} · {e(entry.source)} · '
             f'{time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.started_at))}</p>'
-            f'{timeline_svg(entry)}{reasons_html}'
+            f'{unverified}{timeline_svg(entry)}{reasons_html}'
             f'<div class="scroll"><table class="diff"><thead><tr><th>expectation</th><th>expected</th><th>observed</th></tr>'
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>{claim}'
             + (f"<h3>State messages</h3><ul class='tight'>{''.join(messages)}</ul>" if messages else "")

@@ -19,7 +19,6 @@ import platform
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,14 +261,3 @@ def delete_abandoned(workdir: Path) -> str | None:
     delete_cluster(name)
     return name
 
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
-    """Poll ``predicate`` until it returns something truthy; return it, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)

@@ -51,6 +51,12 @@ class Entry:
         return (self.scenario, self.backend, self.prefect_version)
 
     @property
+    def unverified(self) -> str | None:
+        """What the expectation rests on while no real run has confirmed it (None: measured)."""
+        value = self.expectation.get("unverified")
+        return value if isinstance(value, str) and value else None
+
+    @property
     def fault_kinds(self) -> list[str]:
         return sorted({f.get("kind", "?") for f in self.history.get("faults", [])})
 

@@ -174,3 +174,21 @@ def test_report_path_beside_the_journal(tmp_path, name, expected):
     from harness.plugin import report_path
 
     assert report_path(tmp_path / name) == tmp_path / expected
+
+
+def test_an_unverified_expectation_is_marked_in_the_matrix_and_the_detail(tmp_path):
+    basis = "prefect-kubernetes 0.8.0 source: observer <crash> marking"
+    kind_entry = entry(scenario="kill-a", backend="kind", kinds=("kill",),
+                       expectation={"final": "CRASHED", "settle_within_seconds": 60, "unverified": basis})
+    kind_entry["history"]["infrastructure"] = [
+        {"pod": "p1", "node": "chaos-x-worker2", "flow_run_id": "r1", "status": "Failed", "reason": "Evicted",
+         "container_reason": "OOMKilled", "exit_code": 137, "oom_killed": True, "restarts": 0}]
+    j = journal(tmp_path / "j.jsonl", kind_entry, entry(backend="local"))
+    out, _ = htmlreport.write([j], tmp_path / "r.html")
+    html = out.read_text()
+    cells = re.findall(r'<td class="cell[^>]*>.*?</td>', html)
+    assert len(cells) == 2
+    marked = [c for c in cells if 'class="unverified"' in c]
+    assert len(marked) == 1 and "expectation unverified: prefect-kubernetes 0.8.0 source: observer &lt;crash&gt;" in marked[0]
+    assert html.count("unverified-note") == 2  # the style rule and the kind detail, not the local one
+    assert "pod <code>p1</code> on <code>chaos-x-worker2</code>: Failed (Evicted, OOMKilled), exit code 137" in html
