@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness validate|run|report|image build``.
+"""Command line: ``python -m harness validate|run|report|image build|kind config``.
 
 ``validate PATH...`` checks matrix files and prints every error (file, scenario, field).
 ``run`` is the main job: the chaos matrix through pytest (``-m chaos``), ending with the
@@ -7,6 +7,8 @@ journal's path.
 (``--previous`` adds earlier journals for the trend).
 ``image build`` starts a Docker engine where none answers and builds (or finds) the harness's
 Prefect image without a registry; it prints the image's tag.
+``kind config`` prints a kind cluster config with the mounts the kind backend needs, for a
+cluster the user creates and then allows (``--chaos-allow-context``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,25 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     if report_path(journal).is_file():
         print(f"report: {report_path(journal)}")
+    if args.keep_journals is not None:
+        for old in prune_journals(journal.parent, args.keep_journals):
+            print(f"pruned: {old}")
     return int(code)
+
+
+def prune_journals(directory: Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` journals (and their reports) of ``directory``: the
+    nightly keeps a bounded history for the trend.  Newest by the UTC stamp in the name."""
+    from harness.plugin import report_path
+
+    journals = sorted(directory.glob("journal-*.jsonl"), key=lambda p: p.name, reverse=True)
+    removed = []
+    for old in journals[max(keep, 1):]:
+        for path in (old, report_path(old)):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def report(args: argparse.Namespace) -> int:
@@ -84,6 +104,24 @@ def image(args: argparse.Namespace) -> int:
     return 0
 
 
+def kind_config(args: argparse.Namespace) -> int:
+    """A kind cluster config for an existing cluster the harness may later be allowed to use:
+    the harness's directories mounted at the same paths, the shared directory for ledgers."""
+    import yaml
+
+    from harness.backends.docker import HARNESS_PKG
+    from harness.kind import Mount, kind_config as config_of
+    from harness.scenario import FLOWS_DIR
+
+    shared = Path(args.shared_dir).resolve()
+    shared.mkdir(parents=True, exist_ok=True)  # kind mounts only what exists
+    mounts = [Mount(FLOWS_DIR, True), Mount(HARNESS_PKG, True), Mount(shared)]
+    print(f"# kind create cluster --config THIS_FILE; then run with --chaos-kube-context kind-{args.name} "
+          f"--chaos-allow-context kind-{args.name} and CHAOS_KIND_SHARED_DIR={shared}")
+    print(yaml.safe_dump(config_of(args.name, "shared", mounts), sort_keys=False), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
     r.add_argument("--matrix", default=str(ROOT / "scenarios"))
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
+    r.add_argument("--keep-journals", type=int, metavar="N",
+                   help="afterwards, keep only the newest N journals (and reports) beside this one")
     rp = sub.add_parser("report", help="render the HTML reliability report from journals")
     rp.add_argument("journals", nargs="+", help="this run's journal(s)")
     rp.add_argument("-o", "--output", required=True, help="the HTML file to write")
@@ -102,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("action", choices=["build"])
     i.add_argument("--if-possible", action="store_true",
                    help="exit 0 when no engine can be had here (docker scenarios then skip, saying why)")
+    k = sub.add_parser("kind", help="the kind backend's cluster config, for a cluster you create yourself")
+    k.add_argument("action", choices=["config"])
+    k.add_argument("--name", default="chaos-harness", help="the kind cluster's name")
+    k.add_argument("--shared-dir", default=str(Path.home() / ".cache" / "chaos-harness" / "kind-shared"),
+                   help="a host directory every node mounts at the same path (ledgers, results)")
     args, extra = parser.parse_known_args(argv)
     if args.command == "report":
         if extra:
@@ -111,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return image(args)
+    if args.command == "kind":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return kind_config(args)
     if args.command == "validate":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -84,7 +84,6 @@ def kind_config(name: str, session: str, mounts: list[Mount]) -> dict[str, Any]:
     node fault on the flow run's node does not also take the worker (unless a scenario says so).
     """
     labels = {SESSION_LABEL: label_value(session)}
-    mounts_kind = [m.as_kind() for m in mounts]
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -92,8 +91,8 @@ def kind_config(name: str, session: str, mounts: list[Mount]) -> dict[str, Any]:
         "networking": {"apiServerAddress": "127.0.0.1"},  # the API on loopback only
         "nodes": [
             {"role": "control-plane", "labels": labels},
-            {"role": "worker", "labels": {**labels, ROLE_LABEL: "prefect-worker"}, "extraMounts": mounts_kind},
-            {"role": "worker", "labels": {**labels, ROLE_LABEL: "flow-runs"}, "extraMounts": mounts_kind},
+            {"role": "worker", "labels": {**labels, ROLE_LABEL: "prefect-worker"}, "extraMounts": [m.as_kind() for m in mounts]},
+            {"role": "worker", "labels": {**labels, ROLE_LABEL: "flow-runs"}, "extraMounts": [m.as_kind() for m in mounts]},
         ],
     }
 

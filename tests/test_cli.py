@@ -31,3 +31,35 @@ def test_validate_reports_every_error_and_fails(tmp_path):
 def test_validate_missing_path(tmp_path):
     result = validate(tmp_path / "nope")
     assert result.returncode == 1 and "no such file or directory" in result.stderr
+
+
+def test_prune_keeps_the_newest_journals_and_their_reports(tmp_path):
+    from harness.__main__ import prune_journals
+
+    stamps = ["20261101T000000Z", "20261120T000000Z", "20261121T000000Z", "20261122T000000Z"]
+    for s in stamps:
+        (tmp_path / f"journal-{s}.jsonl").write_text("{}\n")
+        (tmp_path / f"report-{s}.html").write_text("<html>")
+    (tmp_path / "notes.txt").write_text("mine")
+    removed = prune_journals(tmp_path, 2)
+    assert sorted(p.name for p in removed) == ["journal-20261101T000000Z.jsonl", "journal-20261120T000000Z.jsonl",
+                                               "report-20261101T000000Z.html", "report-20261120T000000Z.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "journal-20261121T000000Z.jsonl", "journal-20261122T000000Z.jsonl", "notes.txt",
+        "report-20261121T000000Z.html", "report-20261122T000000Z.html"]
+    assert prune_journals(tmp_path, 0) and (tmp_path / "journal-20261122T000000Z.jsonl").exists()  # never the newest
+
+
+def test_kind_config_prints_a_cluster_config_with_the_harness_mounts(tmp_path, repo_root):
+    import yaml
+
+    shared = tmp_path / "shared"
+    out = subprocess.run([sys.executable, "-m", "harness", "kind", "config", "--name", "dev", "--shared-dir", str(shared)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--chaos-allow-context kind-dev" in out.stdout and shared.is_dir()
+    config = yaml.safe_load(out.stdout)
+    assert config["name"] == "dev" and "&" not in out.stdout  # no YAML anchors: kind's users read it
+    mounts = {m["hostPath"]: m for m in config["nodes"][1]["extraMounts"]}
+    assert set(mounts) == {str(repo_root / "flows"), str(repo_root / "harness"), str(shared)}
+    assert mounts[str(shared)]["readOnly"] is False and mounts[str(repo_root / "flows")]["readOnly"] is True
