@@ -51,6 +51,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos: a (scenario, backend) of the matrix against real Prefect")
     config.addinivalue_line("markers", "integration: starts real Prefect processes; slower than unit tests")
     config.addinivalue_line("markers", "kind: needs a kind cluster (skips, saying why, where none can start)")
+    wanted = os.environ.get("CHAOS_PREFECT_VERSION")
+    if wanted:  # a dependency must not silently swap the Prefect version under test
+        from harness.session import prefect_version
+
+        if prefect_version() != wanted:
+            raise pytest.UsageError(f"CHAOS_PREFECT_VERSION={wanted}, but Prefect {prefect_version()} is installed "
+                                    "(a dependency upgraded it?): the run would measure the wrong version")
     context = config.getoption("--chaos-kube-context")
     if context:  # the interlock, before anything runs: an existing context must be allowed by name
         from harness.kind import ContextRefused, check_context
