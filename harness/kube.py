@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from harness.kind import (CORDONED_BY, INSTANCE_LABEL, ROLE_LABEL, SESSION_LABEL, KindCluster, Mount,
-                          label_value, owned)
+from harness.kind import (CORDONED_BY, INSTANCE_LABEL, KIND_ROLE_LABEL, ROLE_LABEL, SESSION_LABEL, KindCluster,
+                          Mount, label_value, owned)
 from harness.scenario import JobConfig
 
 FLOW_RUN_LABEL = "prefect.io/flow-run-id"  # prefect-kubernetes' label on the Jobs it creates
@@ -53,14 +53,14 @@ def namespace(name: str, session: str) -> dict[str, Any]:
 
 
 def worker_rbac(ns: str, session: str) -> list[dict[str, Any]]:
-    """What a prefect-kubernetes worker (and its observer) needs, in its own namespace only."""
+    """What a prefect-kubernetes worker (and its observer) needs, in its own namespace only: the
+    rules of Prefect's Helm chart (charts/prefect-worker role.yaml), without secrets (unused)."""
     labels = session_labels(session)
     rules = [
         {"apiGroups": ["batch"], "resources": ["jobs"],
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/status"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["get", "list", "watch"]},
     ]
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(WORKER_ACCOUNT, ns, labels)},
@@ -348,8 +348,6 @@ class NodeLoss:
         self.node = None
 
     def inject(self) -> dict[str, Any]:
-        from harness.kind import KIND_ROLE_LABEL
-
         nodes = sorted({p.spec.node_name for p in self.resolve() if p.spec.node_name})
         if not nodes:
             raise LookupError("the flow run has no scheduled pod, so no node to lose")

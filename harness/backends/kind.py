@@ -57,8 +57,9 @@ class WorkerDeployment:
             "PREFECT_LOGGING_TO_API_ENABLED": "false",
             # the observer watches this namespace only: no cluster-wide permission needed
             "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES": system.ns,
-            # the worker otherwise reads the kube-system namespace's uid (a cluster-scoped read)
-            "PREFECT_KUBERNETES_CLUSTER_UID": system.cluster_uid,
+            # prefect-kubernetes before 0.8 reads the kube-system namespace's uid otherwise (a
+            # cluster-scoped read its namespaced Role does not allow)
+            "PREFECT_INTEGRATIONS_KUBERNETES_CLUSTER_UID": system.cluster_uid,
             "CHAOS_INSTANCE": instance,
         }
         self.manifest = kube.worker_deployment(system.ns, system.session, instance, pool, system.image, env,
