@@ -148,23 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--shared-dir", default=str(Path.home() / ".cache" / "chaos-harness" / "kind-shared"),
                    help="a host directory every node mounts at the same path (ledgers, results)")
     args, extra = parser.parse_known_args(argv)
-    if args.command == "report":
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return report(args)
-    if args.command == "image":
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return image(args)
-    if args.command == "kind":
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return kind_config(args)
-    if args.command == "validate":
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return validate(args.paths)
-    return run(args, extra)
+    if args.command == "run":
+        return run(args, extra)  # the rest goes to pytest
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths)}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":
