@@ -126,7 +126,7 @@ def reap_abandoned() -> list[int]:
     return killed
 
 
-def _default_signals() -> None:
+def default_signals() -> None:
     """In the child before exec: SIGINT/SIGTERM back to default.  A process started from a
     non-interactive shell inherits SIGINT as ignored, and a Prefect worker that ignores SIGINT
     ignores its first SIGTERM too (it turns SIGTERM into SIGINT)."""
@@ -142,7 +142,7 @@ class Spawned:
         self._logf: IO[bytes] = open(log, "ab")
         self.popen = subprocess.Popen(
             argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._logf,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_signals,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_signals,
         )
         self.pid = self.popen.pid
 

@@ -52,7 +52,8 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
     journal = tmp_path / "journal.jsonl"
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--matrix", str(tmp_path / "m.yaml"), "--journal", str(journal),
-         "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=procs.default_signals)  # as from a terminal: SIGINT is ignored in a background job's children
     try:
         def frozen_run():
             found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]

@@ -99,7 +99,8 @@ def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystande
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--backend", "docker", "--matrix", str(tmp_path / "m.yaml"),
          "--journal", str(journal), "-p", "no:cacheprovider"],
-        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=procs.default_signals)  # as from a terminal: SIGINT is ignored in a background job's children
     try:
         def paused():
             found = client.containers.list(filters={"label": f"{OWNER_LABEL}={harness.pid}", "status": "paused"})
