@@ -19,7 +19,7 @@ import platform
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,6 @@ class KindCluster:
     context: str
     created: bool
     binary: str
-    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(cls, session: str, workdir: Path, mounts: list[Mount], kube_version: str | None = None,
