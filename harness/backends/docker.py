@@ -33,13 +33,14 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcont
 SESSION_LABEL = "chaos-harness.session"
 OWNER_LABEL = "chaos-harness.owner"
 INSTANCE_LABEL = "chaos-harness.instance"
+BACKEND_LABEL = "chaos-harness.backend"  # docker and kind both make containers in one session
 FLOW_RUN_LABEL = "io.prefect.flow-run-id"  # prefect-docker's label (prefect.io/flow-run-id, reversed)
 HARNESS_PKG = Path(__file__).resolve().parent.parent  # .../harness, mounted for the ledger module
 IN_CONTAINER_PKG_ROOT = "/opt/chaos-harness"
 
 
-def session_labels(session: str) -> dict[str, str]:
-    return {SESSION_LABEL: session, OWNER_LABEL: str(os.getpid())}
+def session_labels(session: str, backend: str) -> dict[str, str]:
+    return {SESSION_LABEL: session, OWNER_LABEL: str(os.getpid()), BACKEND_LABEL: backend}
 
 
 def remove_labelled(client, selector: dict[str, str]) -> list[str]:
@@ -93,6 +94,17 @@ def reap_abandoned() -> list[str]:
     return removed
 
 
+def remove_backend_objects(client, server: "ServerContainer | None", session: str, backend: str) -> None:
+    """At a system's close: its server container, then every Docker object of this session made
+    by this backend (not another backend's of the same session)."""
+    try:
+        if server is not None:
+            server.remove()
+            server.api.close()
+    finally:
+        remove_labelled(client, {SESSION_LABEL: session, BACKEND_LABEL: backend})
+
+
 EXIT_WAIT = 30.0  # a run reported terminal: its container's PID 1 may still be cleaning up
 
 
@@ -137,11 +149,13 @@ class ServerContainer:
 
     INTERNAL_PORT = 4200
 
-    def __init__(self, client, image: str, session: str, env: dict[str, str], network: str | None = None):
+    def __init__(self, client, image: str, session: str, env: dict[str, str], backend: str,
+                 network: str | None = None):
         from testcontainers.core.container import DockerContainer
 
         self.client, self.port, self.network = client, free_port(), network
-        self.volume = client.volumes.create(name=f"chaos-{session}-server-db", labels=session_labels(session))
+        labels = session_labels(session, backend)
+        self.volume = client.volumes.create(name=f"chaos-{session}-{backend}-server-db", labels=labels)
         host, port = ("127.0.0.1", self.port) if network is None else ("0.0.0.0", self.INTERNAL_PORT)
         self.env = {
             **{k: v for k, v in env.items() if k.startswith("PREFECT_")},
@@ -154,14 +168,14 @@ class ServerContainer:
             DockerContainer(image)
             .with_command(["prefect", "server", "start", "--host", host, "--port", str(port)])
             .with_envs(**self.env)
-            .with_name(f"chaos-{session}-server")
+            .with_name(f"chaos-{session}-{backend}-server")
             .with_volume_mapping(self.volume.name, "/data", "rw")  # a named volume: survives a restart
         )
         if network is None:
-            self.container.with_kwargs(network="host", labels=session_labels(session))
+            self.container.with_kwargs(network="host", labels=labels)
         else:
             self.container.with_bind_ports(f"{port}/tcp", ("127.0.0.1", self.port))  # host: loopback only
-            self.container.with_kwargs(network=network, labels=session_labels(session))
+            self.container.with_kwargs(network=network, labels=labels)
         self.api = PrefectAPI(self.api_url)
         self.running = False
 
@@ -305,7 +319,7 @@ class DockerSystem:
         self.workers: dict[str, procs.Spawned] = {}
         self.server: ServerContainer | None = None
         try:
-            self.server = ServerContainer(self.client, self.image, session, self.env)
+            self.server = ServerContainer(self.client, self.image, session, self.env, self.name)
             self.server.start()
         except BaseException:
             self.close()
@@ -322,7 +336,7 @@ class DockerSystem:
             "image_pull_policy": "Never",
             "network_mode": "host",
             "auto_remove": False,  # the harness reads OOMKilled and the exit code, then removes it
-            "labels": {**session_labels(self.session), INSTANCE_LABEL: instance},
+            "labels": {**session_labels(self.session, self.name), INSTANCE_LABEL: instance},
             "volumes": [f"{FLOWS_DIR}:{FLOWS_DIR}:ro",
                         f"{HARNESS_PKG}:{IN_CONTAINER_PKG_ROOT}/harness:ro",
                         f"{home}:{home}:rw"],
@@ -372,9 +386,6 @@ class DockerSystem:
         for worker in list(self.workers.values()):
             worker.stop(grace=WORKER_GRACE)
         try:
-            if self.server is not None:
-                self.server.remove()
-                self.server.api.close()
+            remove_backend_objects(self.client, self.server, self.session, self.name)
         finally:
-            remove_labelled(self.client, {SESSION_LABEL: self.session})
             self.client.close()

@@ -23,8 +23,7 @@ from typing import Any
 from harness import engine, kube, procs
 from harness.api import APIError
 from harness.backends import Deployed
-from harness.backends.docker import HARNESS_PKG, SESSION_LABEL as DOCKER_SESSION_LABEL, RestartServerContainer, \
-    ServerContainer, remove_labelled
+from harness.backends.docker import HARNESS_PKG, RestartServerContainer, ServerContainer, remove_backend_objects
 from harness.backends.local import clean_env, flow_env, scenario_deployment
 from harness.kind import KIND_NETWORK, KindCluster, Mount, owned
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
@@ -151,7 +150,7 @@ class KindSystem:
             self.create(kube.namespace(self.ns, session))
             for manifest in kube.worker_rbac(self.ns, session):
                 self.create(manifest)
-            self.server = ServerContainer(self.docker, self.image, session, self.env, network=KIND_NETWORK)
+            self.server = ServerContainer(self.docker, self.image, session, self.env, self.name, network=KIND_NETWORK)
             self.server.start()
             for manifest in kube.server_service(self.ns, session, self.server.internal_address):
                 self.create(manifest)
@@ -305,11 +304,8 @@ class KindSystem:
                 self._remove_namespace()  # a created cluster goes as a whole below
         finally:
             try:
-                if self.server is not None:
-                    self.server.remove()
-                    self.server.api.close()
+                remove_backend_objects(self.docker, self.server, self.session, self.name)
             finally:
-                remove_labelled(self.docker, {DOCKER_SESSION_LABEL: self.session})
                 if self.cluster is not None:
                     self.cluster.delete()
                 if os.environ.get(SHARED_DIR_ENV) and self.workdir.name == f"session-{self.session}":
