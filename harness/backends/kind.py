@@ -222,9 +222,11 @@ class KindSystem:
         return job
 
     def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
+        mem_limit = self._mem_limit(scenario)
+
         def start_worker(home: Path, pool: str) -> WorkerDeployment:
             template = kube.base_job_template(default_job_template(), self.session, instance, self.mounts,
-                                              scenario.config.job, self._mem_limit(scenario))
+                                              scenario.config.job, mem_limit)
             self.api.create_work_pool(pool, "kubernetes", template)
             self.recorders[instance] = kube.PodRecorder(self.core, self.ns, self.session, instance)
             return WorkerDeployment(self, instance, pool)
@@ -240,7 +242,7 @@ class KindSystem:
         return scenario_deployment(
             self, scenario, instance, "kubernetes",
             lambda home, ledger: self._job_variables(scenario, instance, home, ledger), remove_jobs,
-            worker=start_worker, mem_limit=self._mem_limit(scenario))
+            worker=start_worker, mem_limit=mem_limit)
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """Kubernetes' account of every flow-run pod of this scenario, deleted ones included."""
