@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.faults import BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS
+from harness.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS
 
 BACKENDS = ("local", "docker", "kind")
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -128,6 +128,10 @@ class Trigger(_Model):
         return f"{self.after_seconds:g}s after the run starts"
 
 
+# fields of one API fault kind only
+_API_FIELDS = {"status": "api-error", "retry_after": "api-error", "latency_seconds": "api-latency", "reset": "api-reset"}
+
+
 class FaultSpec(_Model):
     kind: str
     target: str | None = None
@@ -136,6 +140,13 @@ class FaultSpec(_Model):
     grace_seconds: float = Field(5, ge=0)  # terminate: SIGTERM, then this long, then SIGKILL
     mem_limit: str | None = None  # oom: overrides config.job.mem_limit
     how: Literal["pause", "stop"] | None = None  # node-loss: a hung node (default) or a stopped one
+    # API faults (the fault proxy): which requests, how many, and what they meet
+    status: int | None = Field(None, ge=400, le=599)  # api-error: the answer, e.g. 500, 503, 429
+    retry_after: float | None = Field(None, ge=0)  # api-error: a Retry-After header
+    latency_seconds: float | None = Field(None, gt=0)  # api-latency: added before forwarding
+    reset: Literal["before", "after"] | None = None  # api-reset: before the server sees it / after it acted
+    fraction: float | None = Field(None, gt=0, le=1)  # the share of matching requests hit (default all)
+    path: str | None = None  # a regex searched in 'METHOD /api/route', ids written {id}
 
     @field_validator("kind")
     @classmethod
@@ -159,7 +170,28 @@ class FaultSpec(_Model):
             parse_bytes(self.mem_limit)
         if self.how is not None and self.kind != "node-loss":
             raise ValueError(f"@how: only node-loss has a 'how' (pause | stop), not {self.kind!r}")
+        self._api_fields()
         return self
+
+    def _api_fields(self) -> None:
+        for name, kind in _API_FIELDS.items():
+            if getattr(self, name) is not None and self.kind != kind:
+                raise ValueError(f"@{name}: only {kind} has {name!r}, not {self.kind!r}")
+        for name in ("fraction", "path"):
+            if getattr(self, name) is not None and self.kind not in API_FAULTS:
+                raise ValueError(f"@{name}: only API faults ({', '.join(sorted(API_FAULTS))}) have {name!r}")
+        if self.kind == "api-down" and self.fraction is not None:
+            raise ValueError("@fraction: api-down refuses every connection; it has no fraction")
+        if self.kind == "api-down" and self.path is not None:
+            raise ValueError("@path: api-down refuses every connection; it has no path")
+        required = {"api-error": "status", "api-latency": "latency_seconds"}.get(self.kind)
+        if required and getattr(self, required) is None:
+            raise ValueError(f"@{required}: fault {self.kind!r} needs it")
+        if self.path is not None:
+            try:
+                re.compile(self.path)
+            except re.error as exc:
+                raise ValueError(f"@path: not a regular expression: {exc}") from None
 
 
 class RunExpectation(_Model):
@@ -246,6 +278,11 @@ class Scenario(_Model):
     # after the run is terminal and every fault healed, watch this long for a state that
     # overwrites the terminal one (flapping) before the scenario ends
     quiet_seconds: float = Field(3, ge=0)
+
+    @property
+    def api_faults(self) -> bool:
+        """Whether this scenario's clients must talk to the server through a fault proxy."""
+        return any(f.kind in API_FAULTS for f in self.faults)
 
     @field_validator("id")
     @classmethod

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from harness import engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
-from harness.backends.local import (WORKER_GRACE, clean_env, flow_env, free_port, scenario_deployment,
+from harness.backends.local import (WORKER_GRACE, api_fault, clean_env, flow_env, free_port, scenario_deployment,
                                     worker_fault)
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
@@ -373,6 +373,8 @@ class DockerSystem:
     def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
         if spec.target == "server":
             made: Any = RestartServerContainer(self.server)
+        elif spec.target == "api":
+            made = api_fault(spec, deployed)
         elif spec.target == "worker":
             made = worker_fault(spec, deployed)
         else:

@@ -13,9 +13,11 @@ import os
 import signal
 import socket
 import sys
+import zlib
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -23,6 +25,7 @@ from harness import cgroups, procs
 from harness.api import APIError, PrefectAPI
 from harness.backends import Deployed
 from harness.ledger import LEDGER_ENV
+from harness.proxy import ApiFault, FaultProxy
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
 WORKER_GRACE = 5.0  # SIGTERM, then this long, then SIGKILL: an idle worker may ignore SIGTERM
@@ -202,6 +205,14 @@ def worker_fault(spec: FaultSpec, deployed: Deployed) -> SignalFault:
                        spec.grace_seconds, "worker")
 
 
+def api_fault(spec: FaultSpec, deployed: Deployed) -> ApiFault:
+    """An API fault on the scenario's fault proxy (every backend whose clients reach it)."""
+    proxy = deployed.extra.get("proxy")
+    if proxy is None:
+        raise LookupError("this scenario has no fault proxy (its backend cannot route its clients through one)")
+    return ApiFault(proxy, spec)
+
+
 def zombie_automation(name: str, deployment_id: str, within: int) -> dict[str, Any]:
     """The documented zombie-detection automation, scoped to one deployment's flow runs."""
     return {
@@ -303,12 +314,22 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
     home = system.workdir / instance
     home.mkdir(parents=True)
     pool = f"chaos-{instance}"
-    if worker is None:
-        worker = start_worker(system.api, system.env, system.server.api_url, pool, worker_type, instance, home)
-    else:
-        worker = worker(home, pool)
+    api_url, proxy = system.server.api_url, None
+    if scenario.api_faults:  # the worker, and the flow runs it starts, talk through the proxy
+        proxy = FaultProxy(urlsplit(api_url).port, seed=zlib.crc32(scenario.id.encode())).start()
+        api_url = proxy.api_url
+    try:
+        if worker is None:
+            worker = start_worker(system.api, system.env, api_url, pool, worker_type, instance, home)
+        else:
+            worker = worker(home, pool)
+    except BaseException:
+        if proxy is not None:
+            proxy.close()
+        raise
     system.workers[instance] = worker
-    deployed = Deployed(instance, "", pool, home / "ledger.jsonl", extra={"worker": worker, "faults": [], **extra})
+    deployed = Deployed(instance, "", pool, home / "ledger.jsonl",
+                        extra={"worker": worker, "faults": [], "proxy": proxy, **extra})
     automation = None
     try:
         deployed.deployment_id, automation = register(system.api, scenario, instance, pool,
@@ -323,6 +344,8 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
         worker.stop(grace=WORKER_GRACE)
         system.workers.pop(instance, None)
         remove_leftovers()
+        if proxy is not None:
+            proxy.close()
         unregister(system.api, automation, deployed.deployment_id, pool)
 
 
@@ -358,6 +381,8 @@ class LocalSystem:
     def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
         if spec.target == "server":
             made: Any = RestartServer(self.server)
+        elif spec.target == "api":
+            made = api_fault(spec, deployed)
         elif spec.kind == "oom":
             limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
             made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
