@@ -7,6 +7,8 @@ journal's path.
 (``--previous`` adds earlier journals for the trend).
 ``image build`` starts a Docker engine where none answers and builds (or finds) the harness's
 Prefect image without a registry; it prints the image's tag.
+``bench`` runs cases the way the main job does and prints the harness's own cost: overhead per
+case, matrix wall time against its longest case, observation lag, peak RSS and CPU.
 ``kind config`` prints a kind cluster config with the mounts the kind backend needs, for a
 cluster the user creates and then allows (``--chaos-allow-context``).
 """
@@ -104,6 +106,35 @@ def image(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    from harness import bench as bench_mod
+
+    result = bench_mod.run(args.matrix, args.scenario, args.backend, args.concurrency)
+    print(bench_mod.render(result))
+    return 0
+
+
+def explore(args: argparse.Namespace) -> int:
+    from harness import explore as explore_mod
+    from harness.session import ChaosSession
+
+    session = ChaosSession()
+    try:
+        found, replays = explore_mod.explore(session.system("local"), args.seed, args.examples, args.steps)
+    finally:
+        session.close()
+    if not found:
+        print(f"seed {args.seed}: {args.examples} schedule(s) of up to {args.steps} steps, every invariant held")
+        return 0
+    out = Path(args.out or ROOT / "reports" / f"explore-seed{args.seed}.yaml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(replays[-1])
+    print(f"seed {args.seed}: an invariant broke; the shrunk schedule, as a scenario ({out}):\n")
+    print(replays[-1])
+    print(f"replay it: python -m harness run --matrix {out}")
+    return 1
+
+
 def kind_config(args: argparse.Namespace) -> int:
     """A kind cluster config for an existing cluster the harness may later be allowed to use:
     the harness's directories mounted at the same paths, the shared directory for ledgers."""
@@ -142,6 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("action", choices=["build"])
     i.add_argument("--if-possible", action="store_true",
                    help="exit 0 when no engine can be had here (docker scenarios then skip, saying why)")
+    b = sub.add_parser("bench", help="measure the harness's own overhead, wall time, lag, memory and CPU")
+    b.add_argument("--backend", default="local", choices=["local", "docker", "kind"])
+    b.add_argument("--scenario", action="append", help="scenario id or glob (repeatable; default: all)")
+    b.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    b.add_argument("--concurrency", type=int, default=8, help="cases at once (default 8)")
+    e = sub.add_parser("explore", help="randomized fault schedules (Hypothesis) on the local backend")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--examples", type=int, default=10, help="schedules to try (default 10)")
+    e.add_argument("--steps", type=int, default=6, help="rules per schedule at most (default 6)")
+    e.add_argument("--out", help="where to write the shrunk schedule (default reports/explore-seed<N>.yaml)")
     k = sub.add_parser("kind", help="the kind backend's cluster config, for a cluster you create yourself")
     k.add_argument("action", choices=["config"])
     k.add_argument("--name", default="chaos-harness", help="the kind cluster's name")
@@ -152,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, extra)  # the rest goes to pytest
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths)}
+    handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths),
+                "bench": bench, "explore": explore}
     return handlers[args.command](args)
 
 

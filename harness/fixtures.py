@@ -8,7 +8,9 @@ from typing import Iterator
 import pytest
 
 from harness.journal import JOURNAL_ENV, Journal
-from harness.session import ChaosSession
+from harness.run import run_scenario
+from harness.schedule import Scheduler
+from harness.session import ChaosSession, prefect_version
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,18 @@ def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
 @pytest.fixture(scope="session")
 def chaos_journal() -> Journal:
     return Journal(os.environ[JOURNAL_ENV])
+
+
+@pytest.fixture(scope="session")
+def chaos_scheduler(pytestconfig: pytest.Config, chaos_session: ChaosSession, chaos_journal: Journal) -> Iterator[Scheduler]:
+    """Runs the session's cases, --chaos-concurrency at a time; stopped before the session closes."""
+    from harness.plugin import CASES_KEY
+
+    version = prefect_version()
+    scheduler = Scheduler(chaos_session, lambda scenario, system: run_scenario(scenario, system, chaos_journal, version),
+                          pytestconfig.getoption("--chaos-concurrency"))
+    scheduler.planned = pytestconfig.stash.get(CASES_KEY, [])
+    try:
+        yield scheduler
+    finally:
+        scheduler.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,9 +25,14 @@ class Journal:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()  # concurrent cases append whole lines, one at a time
 
     def write(self, entry: dict[str, Any]) -> None:
         data = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+        with self._lock:
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)

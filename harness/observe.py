@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from harness import ledger
+from harness import ledger, procs
 from harness.api import APIError, PrefectAPI
 from harness.history import TERMINAL, FlowRun, History, TaskRun
 from harness.scenario import Trigger
@@ -81,7 +81,7 @@ def collect(api: PrefectAPI, *, scenario: str, backend: str, started_at: float, 
             ]
             return history
         except APIError as exc:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or procs.STOPPING.is_set():
                 history.notes.append(f"unknown: the API could not be read after {retry_for:g}s: {exc}")
                 return history
             time.sleep(1)

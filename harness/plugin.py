@@ -31,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="matrix file or directory (default: <rootdir>/scenarios)")
     group.addoption("--chaos-journal", default=None, metavar="FILE",
                     help="run journal to append to (default: reports/journal-<UTC time>.jsonl)")
+    group.addoption("--chaos-concurrency", type=int, default=1, metavar="N",
+                    help="run up to N cases at once in this process, against one server per backend "
+                         "(longest first; a case that faults the server gets its own); default 1")
     group.addoption("--chaos-kube-context", default=None, metavar="NAME",
                     help="kind: use this existing kind context instead of creating a cluster "
                          "(refused unless --chaos-allow-context names it too)")
@@ -66,6 +69,12 @@ def pytest_configure(config: pytest.Config) -> None:
             check_context(context, config.getoption("--chaos-allow-context"), created=None)
         except ContextRefused as exc:
             raise pytest.UsageError(str(exc)) from None
+    concurrency = config.getoption("--chaos-concurrency")
+    if concurrency < 1:
+        raise pytest.UsageError(f"--chaos-concurrency must be at least 1, got {concurrency}")
+    if concurrency > 1 and (config.getoption("numprocesses", None) or hasattr(config, "workerinput")):
+        raise pytest.UsageError("--chaos-concurrency runs cases concurrently in one process; with pytest-xdist "
+                                "(-n) each worker runs its own, one at a time: use one or the other")
     explicit = config.getoption("--chaos-matrix")
     matrix = Path(explicit) if explicit else config.rootpath / "scenarios"
     if explicit or matrix.exists():
@@ -87,6 +96,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     pairs = select(config.stash[MATRIX_KEY], config.getoption("--chaos-scenario"),
                    config.getoption("--chaos-backend") or ["local"])
     metafunc.parametrize("chaos_case", [pytest.param(p, id=f"{p[0].id}@{p[1]}") for p in pairs])
+
+
+CASES_KEY = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """With --chaos-concurrency, the cases are known (and ordered longest first) before any runs."""
+    if config.getoption("--chaos-concurrency") <= 1:
+        return
+    from harness.schedule import plan
+
+    cases = [item.callspec.params["chaos_case"] for item in items
+             if hasattr(item, "callspec") and "chaos_case" in item.callspec.params]
+    order = {(s.id, b): i for i, (s, b) in enumerate(plan(cases))}
+    keyed = [(order.get((item.callspec.params["chaos_case"][0].id, item.callspec.params["chaos_case"][1]), -1)
+              if hasattr(item, "callspec") and "chaos_case" in item.callspec.params else -1, i, item)
+             for i, item in enumerate(items)]
+    items[:] = [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
+    config.stash[CASES_KEY] = cases
 
 
 REPORT_KEY = pytest.StashKey[str]()

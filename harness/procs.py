@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import IO, Iterable
@@ -172,10 +173,20 @@ class Spawned:
             return ""
 
 
+class Stopped(Exception):
+    """The session is stopping (Ctrl-C, a failure elsewhere): a case's thread gives up its wait."""
+
+
+# Set when the session stops: every wait of a case running in a scheduler thread ends with Stopped.
+STOPPING = threading.Event()
+
+
 def wait_for(predicate, timeout: float, interval: float, what: str, hint: str = "") -> None:
     """Poll ``predicate`` until it is true; raise TimeoutError naming what was waited for."""
     deadline = time.monotonic() + timeout
     while True:
+        if STOPPING.is_set():
+            raise Stopped(f"the session stopped while waiting for {what}")
         if predicate():
             return
         if time.monotonic() > deadline:

@@ -368,4 +368,5 @@ class ApiFault:
         faulted = {k: v - before.get("faulted", {}).get(k, 0) for k, v in now["faulted"].items()}
         return {"requests": now["requests"] - before.get("requests", 0),
                 "faulted": {k: v for k, v in faulted.items() if v},
+                "dropped_while_down": now["dropped_while_down"] - before.get("dropped_while_down", 0),
                 "samples": now["samples"][len(before.get("samples", [])):]}

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from harness import __version__, faults, observe
+from harness import __version__, faults, observe, procs
 from harness.backends import Deployed, System
 from harness.check import check
 from harness.journal import Journal
@@ -37,13 +37,17 @@ class Armed:
 
 
 def _watch(system: System, deployed: Deployed, scenario: Scenario, run_id: str, armed: list[Armed],
-           bound: float) -> None:
-    """Drive faults while the run goes; return once it settled (or at the bound)."""
+           bound: float) -> float | None:
+    """Drive faults while the run goes; return once it settled (or at the bound), with the time
+    the harness first saw it terminal (the benchmark's observation lag)."""
     started = time.time()
+    seen_terminal = None
     deadline = started + bound
     needs_tasks = any(a.spec.when.task is not None for a in armed)
     quiet_until = None
     while True:
+        if procs.STOPPING.is_set():
+            raise procs.Stopped(f"the session stopped while {scenario.id} ran")
         snap = observe.snapshot(system.api, run_id, with_tasks=needs_tasks and any(a.fault is None for a in armed))
         waiting = next((a for a in armed if a.fault is None), None)
         if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
@@ -56,14 +60,16 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_id: str, 
         for a in armed:
             if a.open and now >= a.heal_at:
                 faults.heal(a.fault, a.record)
+        if snap.terminal and seen_terminal is None:
+            seen_terminal = snap.at
         if snap.terminal and not any(a.open for a in armed):
             quiet_until = quiet_until or now + scenario.quiet_seconds
             if now >= quiet_until:
-                return
+                return seen_terminal
         elif snap.flow_state is not None:
             quiet_until = None
         if now >= deadline:
-            return
+            return seen_terminal
         time.sleep(POLL)
 
 
@@ -82,13 +88,15 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
     instance = f"{scenario.id}-{uuid.uuid4().hex[:6]}"
     armed = [Armed(spec, faults.FaultRecord(spec.kind, spec.target)) for spec in scenario.faults]
     params, tags = scenario.workload.parameters, ["chaos", instance]
+    began = time.time()
     with system.deploy(scenario, instance) as deployed:
         started = time.time()
         run_id = system.api.create_flow_run(deployed.deployment_id, params, tags)
         try:
-            _watch(system, deployed, scenario, run_id, armed, expect.settle_within_seconds)
+            seen_terminal = _watch(system, deployed, scenario, run_id, armed, expect.settle_within_seconds)
         finally:
             _heal_all(armed)
+        watched = time.time()
         for a in armed:
             if a.fault is not None:
                 a.record.detail.update(a.fault.close())
@@ -108,13 +116,16 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
             except Exception as exc:
                 history.notes.append(f"infrastructure account unavailable: {type(exc).__name__}: {exc}")
         verdict = check(expect, history, scenario)
+        # where the harness's own time went (cleanup follows the journal line; the benchmark adds it)
+        timing = {"deploy": round(started - began, 3), "watch": round(watched - started, 3),
+                  "collect": round(time.time() - watched, 3), "terminal_seen_at": seen_terminal}
         entry = {
             "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
             "prefect_version": prefect_version, "harness_version": __version__,
             "started_at": started, "finished_at": time.time(),
             "claim": scenario.claim.model_dump() if scenario.claim else None,
             "expectation": expect.model_dump(), "then": [f.model_dump() for f in scenario.then],
-            "verdict": verdict.to_dict(), "history": history.to_dict(),
+            "verdict": verdict.to_dict(), "history": history.to_dict(), "timing": timing,
         }
         if journal is not None:  # before cleanup: a failing cleanup cannot lose a finished result
             journal.write(entry)

@@ -15,8 +15,10 @@ import signal
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 from harness import backends, cgroups, procs
 
@@ -63,12 +65,14 @@ class ChaosSession:
     def __init__(self, options: dict | None = None) -> None:
         self.options = options or {}  # backend options from the command line (kind: context, version)
         self.id = uuid.uuid4().hex[:8]
+        procs.STOPPING.clear()  # a session closed earlier in this process stopped its own waits
         self.abandoned = clean_abandoned()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
         self.systems: dict[str, backends.System] = {}
         self.unavailable: dict[str, str] = {}  # backend -> why it could not start (asked once)
         self._closed = False
+        self._starting = threading.Lock()  # scheduler threads ask for systems at once
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _sigterm)
         atexit.register(self.close)
@@ -78,24 +82,39 @@ class ChaosSession:
 
         Raises :class:`backends.Unavailable` when the backend cannot run here; the reason is
         kept, so later scenarios of that backend skip at once instead of trying again."""
-        if backend in self.unavailable:
-            raise backends.Unavailable(self.unavailable[backend])
-        if backend not in self.systems:
-            workdir = self.workdir / backend
-            workdir.mkdir(exist_ok=True)
-            try:
-                self.systems[backend] = backends.start(backend, workdir, self.id, self.options)
-            except backends.Unavailable as exc:
-                self.unavailable[backend] = str(exc)
-                raise
-        return self.systems[backend]
+        with self._starting:
+            if backend in self.unavailable:
+                raise backends.Unavailable(self.unavailable[backend])
+            if backend not in self.systems:
+                workdir = self.workdir / backend
+                workdir.mkdir(exist_ok=True)
+                try:
+                    self.systems[backend] = backends.start(backend, workdir, self.id, self.options)
+                except backends.Unavailable as exc:
+                    self.unavailable[backend] = str(exc)
+                    raise
+            return self.systems[backend]
+
+    @contextmanager
+    def private_system(self, backend: str, tag: str) -> Iterator[backends.System]:
+        """A system of ``backend`` for one case alone (its own server), closed after it."""
+        workdir = self.workdir / f"{backend}-{tag}-{uuid.uuid4().hex[:4]}"
+        workdir.mkdir()
+        system = backends.start(backend, workdir, self.id, self.options)
+        self.systems[workdir.name] = system  # closed by close() too, should the case not end
+        try:
+            yield system
+        finally:
+            self.systems.pop(workdir.name, None)
+            system.close()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        procs.STOPPING.set()  # case threads still waiting give up
         try:
-            for system in self.systems.values():
+            for system in list(self.systems.values()):
                 try:
                     system.close()
                 except Exception:

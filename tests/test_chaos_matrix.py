@@ -7,21 +7,18 @@ import pytest
 
 from harness.backends import Unavailable
 from harness.report import describe
-from harness.run import run_scenario
-from harness.session import prefect_version
 
 pytestmark = pytest.mark.chaos
 
 
-def test_scenario(chaos_case, chaos_session, chaos_journal):
+def test_scenario(chaos_case, chaos_scheduler):
     scenario, backend = chaos_case
     try:
-        system = chaos_session.system(backend)
+        result = chaos_scheduler.result(chaos_case)
     except Unavailable as exc:
         # CHAOS_REQUIRE_BACKENDS=docker (the nightly workflow sets it) turns this skip into a failure
         if backend in os.environ.get("CHAOS_REQUIRE_BACKENDS", "").split(","):
             pytest.fail(f"backend {backend} is required but unavailable: {exc}", pytrace=False)
         pytest.skip(f"backend {backend} unavailable: {exc}")
-    result = run_scenario(scenario, system, chaos_journal, prefect_version())
     if result["verdict"]["outcome"] != "pass":
         pytest.fail(describe(result), pytrace=False)

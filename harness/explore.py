@@ -1,0 +1,266 @@
+"""Randomized fault schedules: a Hypothesis rule-based state machine against a real system.
+
+Each example deploys the exploration workload (a fresh worker, deployment and fault proxy on the
+local backend's real server), starts a flow run and, step by step, lets it advance to a task,
+injects any fault of the catalogue the backend has, or heals what is open.  After every step the
+invariants are checked on what the API and the ledger say:
+
+- no flow run executes in two processes at once (the ledger's per-process spans);
+- run_count never exceeds retries + 1 for a run that was not rescheduled;
+- no completed task runs again in the same flow run (its result is persisted and cached);
+
+and at teardown, once everything is healed: every run settles within the bound, or is reported
+stuck, which fails the example.  Hypothesis shrinks a failing schedule; the shrunk schedule is
+printed as a scenario YAML (``then``: the same faults at the same triggers) that
+``python -m harness run --matrix FILE`` replays.  Seeded: the same seed draws the same schedules.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from harness import faults, observe
+from harness.backends import Deployed, System
+from harness.check import overlaps
+from harness.history import TERMINAL, History
+from harness.scenario import FaultSpec, Scenario
+
+STEPS, SLEEP, RETRIES = 3, 2.0, 1
+SETTLE = 60.0  # seconds every run gets to settle once everything is healed
+# the faults the exploration draws from: (kind, target, extra spec fields)
+CATALOGUE: list[tuple[str, str, dict[str, Any]]] = [
+    ("kill", "flow-run", {}),
+    ("terminate", "flow-run", {"grace_seconds": 2}),
+    ("freeze", "flow-run", {}),
+    ("kill-worker", "worker", {}),
+    ("freeze", "worker", {}),
+    ("api-error", "api", {"status": 500}),
+    ("api-error", "api", {"status": 503}),
+    ("api-reset", "api", {"reset": "after", "fraction": 0.5}),
+    ("api-down", "api", {}),
+]
+HEALS = {"freeze", "api-error", "api-reset", "api-down"}
+
+
+def base_scenario(sid: str = "explore") -> dict[str, Any]:
+    """The exploration's workload and config, as a matrix row without faults."""
+    return {
+        "id": sid, "title": "a schedule found by python -m harness explore",
+        "backends": ["local"],
+        "workload": {"flow": "pipeline", "parameters": {"steps": STEPS, "sleep": SLEEP}},
+        "config": {"flow_retries": RETRIES, "retry_delay_seconds": 0, "cache_policy": "default"},
+        "faults": [],
+        # what the invariants say, as an expectation the replay checks
+        "expect": {"final": list(TERMINAL), "run_count": list(range(RETRIES + 2)), "overlap": False,
+                   "executions": {f"step-{i}": list(range(RETRIES + 2)) for i in range(1, STEPS + 1)},
+                   "settle_within_seconds": SETTLE + 60},
+    }
+
+
+class ExplorationScenario(Scenario):
+    @property
+    def api_faults(self) -> bool:  # any fault may be drawn, API faults too: always deploy the proxy
+        return True
+
+
+@dataclass
+class Step:
+    """One injected fault of a schedule, with the trigger that preceded it."""
+
+    kind: str
+    target: str
+    extra: dict[str, Any]
+    task: int | None  # the step the run had reached (None: right after the run started)
+    injected_at: float
+    healed_at: float | None = None
+
+    def as_spec(self, started: float) -> dict[str, Any]:
+        when = {"task": f"step-{self.task}", "state": "running"} if self.task else \
+            {"after_seconds": round(max(0.0, self.injected_at - started), 1)}
+        spec: dict[str, Any] = {"kind": self.kind, "target": self.target, "when": when, **self.extra}
+        if self.healed_at is not None and self.kind in HEALS:
+            spec["heal_after_seconds"] = max(1.0, round(self.healed_at - self.injected_at, 1))
+        return spec
+
+
+@dataclass
+class Episode:
+    """What one example did and saw: enough to check invariants and print a replay."""
+
+    run_id: str | None = None
+    started: float | None = None
+    reached: int | None = None
+    steps: list[Step] = field(default_factory=list)
+    open: list[tuple[Step, Any, faults.FaultRecord]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def replay(self, sid: str) -> str:
+        row = base_scenario(sid)
+        row["faults"] = [s.as_spec(self.started or 0) for s in self.steps]
+        # a task trigger fires once: faults at the same task keep their order by after_seconds
+        return yaml.safe_dump([row], sort_keys=False)
+
+
+def invariant_violations(history: History, rescheduled: bool) -> list[str]:
+    """The invariants on what was seen so far (pure: tested on hand-written histories)."""
+    why = []
+    for o in overlaps(history):
+        why.append(f"flow run {o['flow_run_id'][:8]} executed by two processes at once: {o['processes']}")
+    for run in history.flow_runs:
+        if run.run_count > RETRIES + 1 and not rescheduled:
+            why.append(f"flow run {run.id[:8]}: run_count {run.run_count} > retries + 1 = {RETRIES + 1}")
+    ended: set[tuple[str, str]] = set()
+    for line in sorted(history.ledger, key=lambda l: l["time"]):
+        key = (line.get("flow_run_id"), line["task"])
+        if line["event"] == "end":
+            ended.add(key)
+        elif line["event"] == "start" and key in ended:
+            why.append(f"task {line['task']} of flow run {str(key[0])[:8]} ran again after it completed "
+                       "(its result is persisted and cached)")
+    return why
+
+
+def was_rescheduled(history: History) -> bool:
+    return any(s.type == "SCHEDULED" and i > 0 for r in history.flow_runs for i, s in enumerate(r.states))
+
+
+def make_machine(system: System, on_failure: list[str], deadline: float | None = None):
+    """The state machine class, bound to one started system; ``on_failure`` collects replays."""
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+    scenario = ExplorationScenario.model_validate(base_scenario())
+
+    class FaultSchedule(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.episode = Episode()
+            self.instance = f"explore-{int(time.time() * 1000) % 10**8}"
+            self._deploy = system.deploy(scenario, self.instance)
+            self.deployed: Deployed = self._deploy.__enter__()
+
+        # -- rules ----------------------------------------------------------------------------
+        @precondition(lambda self: self.episode.run_id is None)
+        @rule()
+        def start_run(self) -> None:
+            ep = self.episode
+            ep.run_id = system.api.create_flow_run(self.deployed.deployment_id, scenario.workload.parameters,
+                                                   ["chaos", self.instance])
+            ep.started = time.time()
+            self._until(lambda snap: snap.flow_state in ("RUNNING",) | TERMINAL, 40)
+
+        @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
+        @rule(task=st.integers(1, STEPS))
+        def advance_to(self, task: int) -> None:
+            """Let the run go on until task step-N runs (or the run ends): the next fault's trigger."""
+            if self.episode.reached is not None and task <= self.episode.reached:
+                return
+            snap = self._until(lambda s: s.tasks.get(f"step-{task}") == "RUNNING" or s.terminal, 30, tasks=True)
+            if snap.tasks.get(f"step-{task}") == "RUNNING":
+                self.episode.reached = task
+
+        @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
+        @rule(which=st.sampled_from(range(len(CATALOGUE))))
+        def inject(self, which: int) -> None:
+            kind, target, extra = CATALOGUE[which]
+            ep = self.episode
+            if any(s.kind == kind and s.target == target for s, _, _ in ep.open):
+                return  # already open; drawing it again changes nothing
+            spec = FaultSpec.model_validate({"kind": kind, "target": target, "when": {"after_seconds": 0}, **extra})
+            fault = system.fault(spec, self.deployed, ep.run_id)
+            record = faults.FaultRecord(kind, target)
+            faults.inject(fault, record)
+            step = Step(kind, target, extra, ep.reached, record.injected_at or time.time())
+            ep.steps.append(step)
+            if record.error:
+                ep.notes.append(f"{kind}->{target}: {record.error}")
+            if kind in HEALS and not record.error:
+                ep.open.append((step, fault, record))
+
+        @precondition(lambda self: bool(self.episode.open))
+        @rule()
+        def heal(self) -> None:
+            self._heal_all()
+
+        # -- invariants ----------------------------------------------------------------------
+        @invariant()
+        def safe(self) -> None:
+            history = self._history()
+            if history is None:
+                return
+            why = invariant_violations(history, was_rescheduled(history))
+            if why:
+                self._fail(why)
+
+        def teardown(self) -> None:
+            try:
+                self._heal_all()
+                if self.episode.run_id is not None:
+                    snap = self._until(lambda s: s.terminal, SETTLE)
+                    history = self._history(retry_for=30)
+                    why = [] if history is None else invariant_violations(history, was_rescheduled(history))
+                    if not snap.terminal:
+                        why.append(f"stuck: flow run {self.episode.run_id[:8]} still {snap.flow_state} "
+                                   f"{SETTLE:g}s after every fault was healed")
+                    if why:
+                        self._fail(why)
+            finally:
+                self._deploy.__exit__(None, None, None)
+
+        # -- helpers -------------------------------------------------------------------------
+        def _fail(self, why: list[str]) -> None:
+            text = "; ".join(why)
+            on_failure.append(self.episode.replay("explore-found") + f"# invariant broken: {text}\n")
+            raise AssertionError(text)
+
+        def _terminal(self) -> bool:
+            return observe.snapshot(system.api, self.episode.run_id, with_tasks=False).terminal
+
+        def _until(self, done, timeout: float, tasks: bool = False) -> observe.Snapshot:
+            end = time.time() + timeout
+            while True:
+                snap = observe.snapshot(system.api, self.episode.run_id, with_tasks=tasks)
+                if snap.flow_state is not None and done(snap) or time.time() > end:
+                    return snap
+                time.sleep(0.25)
+
+        def _heal_all(self) -> None:
+            for step, fault, record in self.episode.open:
+                faults.heal(fault, record)
+                step.healed_at = record.healed_at or time.time()
+            self.episode.open = []
+
+        def _history(self, retry_for: float = 0) -> History | None:
+            ep = self.episode
+            if ep.run_id is None:
+                return None
+            history = observe.collect(system.api, scenario="explore", backend=system.name, started_at=ep.started,
+                                      bound=SETTLE, main_id=ep.run_id, rerun_ids=[], faults=[],
+                                      ledger_path=self.deployed.ledger, retry_for=retry_for)
+            return None if history.main is None else history
+
+    return FaultSchedule
+
+
+def explore(system: System, seed: int, examples: int, steps: int) -> tuple[bool, list[str]]:
+    """Run the exploration; (found a failure?, the replay YAML of each failing schedule, last = shrunk)."""
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis import seed as seed_with
+    from hypothesis.stateful import get_state_machine_test
+
+    found: list[str] = []
+    machine = make_machine(system, found)
+    config = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
+                      print_blob=False)
+    test = seed_with(seed)(get_state_machine_test(machine, settings=config))
+    try:
+        test()
+    except AssertionError:
+        return True, found
+    return False, found
+

@@ -1,0 +1,175 @@
+"""The scheduler: cases concurrently, longest first, shared-target faults alone or on their own system.
+
+The session and the case runner here are stand-ins that record what the scheduler did with them:
+the scheduler is plumbing, and what it runs is tested for real by the chaos matrix."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from harness import procs
+from harness.backends import Unavailable
+from harness.scenario import Scenario
+from harness.schedule import ExclusiveLock, Scheduler, plan, shares_target
+
+
+def scenario(sid: str, settle: float = 10, faults: list | None = None) -> Scenario:
+    return Scenario.model_validate({
+        "id": sid, "title": sid, "backends": ["local", "docker", "kind"],
+        "workload": {"flow": "pipeline"}, "faults": faults or [],
+        "expect": {"final": "COMPLETED", "settle_within_seconds": settle}})
+
+
+SERVER_FAULT = [{"kind": "restart-server", "when": {"after_seconds": 1}, "heal_after_seconds": 1}]
+
+
+class Session:
+    def __init__(self, unavailable: set[str] = frozenset()):
+        self.unavailable, self.private = unavailable, []
+
+    def system(self, backend):
+        if backend in self.unavailable:
+            raise Unavailable(f"no {backend} here")
+        return f"shared-{backend}"
+
+    @contextmanager
+    def private_system(self, backend, tag):
+        self.private.append(tag)
+        yield f"private-{tag}"
+
+
+class Recorder:
+    """A case runner that sleeps and records who ran when, on which system."""
+
+    def __init__(self, seconds: float = 0.3):
+        self.seconds, self.lock, self.running, self.peak, self.spans = seconds, threading.Lock(), 0, 0, {}
+
+    def __call__(self, scenario, system):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        start = time.monotonic()
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        self.spans[scenario.id] = (start, time.monotonic(), system)
+        return {"scenario": scenario.id, "system": system}
+
+
+def test_plan_starts_the_longest_bound_first():
+    cases = [(scenario("a", 10), "local"), (scenario("b", 300), "local"), (scenario("c", 60), "local")]
+    assert [s.id for s, _ in plan(cases)] == ["b", "c", "a"]
+
+
+def test_shares_target():
+    assert shares_target(scenario("s", faults=SERVER_FAULT))
+    assert not shares_target(scenario("k", faults=[{"kind": "kill", "when": {"after_seconds": 1}}]))
+
+
+def test_limit_one_runs_each_case_when_asked_on_the_shared_system():
+    runner = Recorder(0.01)
+    sched = Scheduler(Session(), runner, 1)
+    assert sched.result((scenario("a"), "local")) == {"scenario": "a", "system": "shared-local"}
+    assert runner.peak == 1 and sched.futures == {}
+
+
+def test_concurrent_cases_overlap_up_to_the_limit():
+    runner = Recorder(0.3)
+    sched = Scheduler(Session(), runner, 3)
+    cases = [(scenario(f"s{i}"), "local") for i in range(6)]
+    sched.planned = cases
+    start = time.monotonic()
+    results = [sched.result(c) for c in cases]
+    sched.close()
+    assert [r["scenario"] for r in results] == [f"s{i}" for i in range(6)]
+    assert runner.peak == 3
+    assert time.monotonic() - start < 6 * 0.3  # not one after another
+
+
+def test_a_server_fault_case_gets_a_private_system_on_local():
+    session, runner = Session(), Recorder(0.05)
+    sched = Scheduler(session, runner, 4)
+    cases = [(scenario("restart", faults=SERVER_FAULT), "local"), (scenario("plain"), "local")]
+    sched.planned = cases
+    assert sched.result(cases[0])["system"] == "private-restart"
+    assert sched.result(cases[1])["system"] == "shared-local"
+    assert session.private == ["restart"]
+    sched.close()
+
+
+def test_a_server_fault_case_runs_alone_where_no_private_system_can_start():
+    runner = Recorder(0.3)
+    sched = Scheduler(Session(), runner, 4)
+    cases = [(scenario(f"p{i}", 20), "docker") for i in range(3)] + [(scenario("restart", 10, SERVER_FAULT), "docker")]
+    sched.planned = cases
+    for c in cases:
+        sched.result(c)
+    sched.close()
+    r0, r1, _ = runner.spans["restart"]
+    for sid in ("p0", "p1", "p2"):
+        s0, s1, _ = runner.spans[sid]
+        assert s1 <= r0 or s0 >= r1, f"{sid} overlapped the exclusive case"
+    assert runner.peak == 3
+
+
+def test_unavailable_backend_raises_from_result():
+    sched = Scheduler(Session(unavailable={"docker"}), Recorder(0.01), 2)
+    case = (scenario("x"), "docker")
+    sched.planned = [case]
+    with pytest.raises(Unavailable, match="no docker here"):
+        sched.result(case)
+    sched.close()
+
+
+def test_close_drops_waiting_cases_and_stops_waits():
+    procs.STOPPING.clear()
+    runner = Recorder(0.5)
+    sched = Scheduler(Session(), runner, 1 + 1)
+    cases = [(scenario(f"s{i}"), "local") for i in range(6)]
+    sched.planned = cases
+    sched._submit(cases[0])
+    for c in cases:
+        sched._submit(c)
+    time.sleep(0.1)
+    sched.close()
+    assert procs.STOPPING.is_set()
+    assert len(runner.spans) < 6  # the waiting ones never ran
+    with pytest.raises(procs.Stopped):
+        procs.wait_for(lambda: False, 5, 0.1, "anything")
+    procs.STOPPING.clear()
+
+
+def test_exclusive_lock_waits_for_every_shared_holder_and_holds_off_new_ones():
+    lock, order, release = ExclusiveLock(), [], threading.Event()
+
+    def hold(kind: str) -> None:
+        with getattr(lock, kind)():
+            order.append(kind)
+            release.wait(2)
+
+    with lock.shared():
+        x = threading.Thread(target=hold, args=("exclusive",), daemon=True)
+        x.start()
+        time.sleep(0.1)
+        assert order == []  # a shared holder is still there
+    x_started = time.monotonic()
+    while order != ["exclusive"] and time.monotonic() - x_started < 2:
+        time.sleep(0.01)
+    s = threading.Thread(target=hold, args=("shared",), daemon=True)
+    s.start()
+    time.sleep(0.1)
+    assert order == ["exclusive"]  # the new shared holder waits for the exclusive one
+    release.set()
+    x.join(2)
+    s.join(2)
+    assert order == ["exclusive", "shared"]
+
+
+def test_plan_puts_cases_that_run_alone_last():
+    cases = [(scenario("restart", 500, SERVER_FAULT), "docker"), (scenario("a", 10), "docker"),
+             (scenario("restart-local", 500, SERVER_FAULT), "local")]
+    assert [s.id for s, _ in plan(cases)] == ["restart-local", "a", "restart"]
