@@ -125,9 +125,19 @@ class PrefectAPI:
         body = {"flow_runs": {"parent_flow_run_id": {"any_": parent_ids}}, "limit": 200}
         return self._call("POST", "/flow_runs/filter", json=body)
 
+    def flow_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
+        return self._paged("/flow_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}})
+
     def task_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
-        body = {"flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200}
-        return self._call("POST", "/task_runs/filter", json=body)
+        return self._paged("/task_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}})
+
+    def _paged(self, path: str, body: dict[str, Any], page: int = 200) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            got = self._call("POST", path, json={**body, "limit": page, "offset": len(rows)})
+            rows += got
+            if len(got) < page:
+                return rows
 
     def flow_run_states(self, flow_run_id: str) -> list[State]:
         raw = self._call("GET", "/flow_run_states/", params={"flow_run_id": flow_run_id})

@@ -150,12 +150,47 @@ def _unknown_reasons(history: History) -> list[str]:
     return why + [n for n in history.notes if n.startswith("unknown:")]
 
 
+def storm_figures(history: History) -> dict[str, Any] | None:
+    """A storm's account of its runs: how many, how each ended, which a fault hit, which are stuck."""
+    mains = history.runs("main")
+    if len(mains) < 2:
+        return None
+    hit = {(f.get("detail") or {}).get("flow_run_id") for f in history.faults if f.get("injected_at")}
+    known = {r.id for r in history.flow_runs}
+    stray = sorted({l.get("flow_run_id") for l in history.ledger} - known - {None})
+    return {"runs": len(mains), "faulted": sum(r.id in hit for r in mains),
+            "final": dict(Counter(r.final.type if r.final else "UNSEEN" for r in mains)),
+            "stuck": [r.id for r in mains if r.final is None or r.final.type not in TERMINAL],
+            "unaccounted_ledger_runs": stray}
+
+
+def _check_storm(expect: Expectation, history: History) -> list[str]:
+    """Every run of a storm against its expectation; one line per distinct difference."""
+    hit = {(f.get("detail") or {}).get("flow_run_id") for f in history.faults if f.get("injected_at")}
+    grouped: dict[str, int] = Counter()
+    for run in history.runs("main"):
+        faulted = run.id in hit
+        wanted = expect.faulted if faulted and expect.faulted is not None else expect
+        for reason in check_run(wanted, run, "a faulted run" if faulted else "an unfaulted run"):
+            grouped[reason] += 1
+    why = [f"{n} run(s): {reason}" for reason, n in grouped.items()]
+    storm = storm_figures(history)
+    if storm["unaccounted_ledger_runs"]:
+        why.append(f"ledger lines of flow runs the scenario did not start: {storm['unaccounted_ledger_runs']}")
+    return why
+
+
 def check(expect: Expectation, history: History, scenario: Scenario | None = None) -> Verdict:
     fig = figures(history)
     unknown = _unknown_reasons(history)
     if unknown:
         return Verdict(UNKNOWN, unknown, fig)
-    why = check_run(expect, history.main, "main run") + _check_executions(expect.executions, fig)
+    storm = storm_figures(history)
+    if storm is not None:
+        fig["storm"] = storm
+        why = _check_storm(expect, history) + _check_executions(expect.executions, fig)
+    else:
+        why = check_run(expect, history.main, "main run") + _check_executions(expect.executions, fig)
     if expect.detect_within_seconds is not None:
         ttd = fig["time_to_detect"]
         if ttd is None:
@@ -164,7 +199,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
             why.append(f"detected after {ttd:.1f}s, expected within {expect.detect_within_seconds:g}s")
     if fig["time_to_settle"] is not None and fig["time_to_settle"] > expect.settle_within_seconds:
         why.append(f"settled after {fig['time_to_settle']:.1f}s, bound {expect.settle_within_seconds:g}s")
-    if fig["stuck"] and (expect.final is None or not _matches(fig["final"], expect.final)):
+    if storm is None and fig["stuck"] and (expect.final is None or not _matches(fig["final"], expect.final)):
         why.append(f"stuck: still {fig['final']} at the {history.bound_seconds:g}s bound")
     if expect.subflows is not None:
         why += _check_subflows(expect.subflows, history)

@@ -151,7 +151,7 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
             ep.run_id = system.api.create_flow_run(self.deployed.deployment_id, scenario.workload.parameters,
                                                    ["chaos", self.instance])
             ep.started = time.time()
-            self._until(lambda snap: snap.flow_state in ("RUNNING",) | TERMINAL, 40)
+            self._until(lambda snap: snap.flow_state in {"RUNNING"} | TERMINAL, 40)
 
         @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
         @rule(task=st.integers(1, STEPS))

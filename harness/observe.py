@@ -36,6 +36,23 @@ def fired(trigger: Trigger, snap: Snapshot, started_at: float) -> bool:
     return snap.tasks.get(trigger.task) == trigger.state
 
 
+def snapshots(api: PrefectAPI, run_ids: list[str], with_tasks: bool) -> dict[str, Snapshot]:
+    """One poll of several runs (a storm) in two requests; one run is ``snapshot``."""
+    if len(run_ids) == 1:
+        return {run_ids[0]: snapshot(api, run_ids[0], with_tasks)}
+    snaps = {r: Snapshot(at=time.time()) for r in run_ids}
+    try:
+        for raw in api.flow_runs(run_ids):
+            snaps[raw["id"]].flow_state = (raw.get("state") or {}).get("type")
+        if with_tasks:  # a storm's runs have no subflows: the workload is flat
+            for t in api.task_runs(run_ids):
+                snaps[t["flow_run_id"]].tasks[t["name"]] = (t.get("state") or {}).get("type")
+    except APIError:
+        for snap in snaps.values():
+            snap.flow_state, snap.tasks = None, {}
+    return snaps
+
+
 def snapshot(api: PrefectAPI, run_id: str, with_tasks: bool) -> Snapshot:
     snap = Snapshot(at=time.time())
     try:
@@ -54,8 +71,17 @@ def _flow_run(api: PrefectAPI, raw: dict, role: str, names: dict[str, str]) -> F
                    parent_id=raw.get("parent_task_run_id"))
 
 
+def _by_id(api: PrefectAPI, ids: list[str]) -> list[dict]:
+    """Runs in the order of ``ids`` (a storm's runs, read in one request)."""
+    if not ids:
+        return []
+    found = {raw["id"]: raw for raw in api.flow_runs(ids)}
+    return [found[i] for i in ids if i in found]
+
+
 def collect(api: PrefectAPI, *, scenario: str, backend: str, started_at: float, bound: float,
-            main_id: str, rerun_ids: list[str], faults: list[dict], ledger_path, retry_for: float = 60) -> History:
+            main_id: str, rerun_ids: list[str], faults: list[dict], ledger_path, retry_for: float = 60,
+            more_main_ids: list[str] = ()) -> History:
     """The scenario's whole history; retries while the API is unreachable (a restarting server)."""
     history = History(scenario=scenario, backend=backend, started_at=started_at, ended_at=time.time(),
                       bound_seconds=bound, faults=faults)
@@ -65,7 +91,8 @@ def collect(api: PrefectAPI, *, scenario: str, backend: str, started_at: float, 
     deadline = time.monotonic() + retry_for
     while True:
         try:
-            tops = [(api.flow_run(main_id), "main")] + [(api.flow_run(r), "rerun") for r in rerun_ids]
+            tops = [(api.flow_run(main_id), "main")] + [(raw, "main") for raw in _by_id(api, list(more_main_ids))]
+            tops += [(api.flow_run(r), "rerun") for r in rerun_ids]
             subs, frontier = [], [raw["id"] for raw, _ in tops]
             while frontier:  # subflows of subflows too
                 found = api.subflow_runs(frontier)

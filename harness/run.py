@@ -9,8 +9,10 @@ write the journal line -> clean up what this scenario created (``System.deploy``
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +23,14 @@ from harness.journal import Journal
 from harness.scenario import FaultSpec, Scenario
 
 POLL = 0.25
+SHARED = frozenset({"worker", "server", "api", "node"})
 
 
 @dataclass
 class Armed:
     spec: FaultSpec
     record: faults.FaultRecord
+    run_id: str = ""  # the flow run this fault waits on and hits
     fault: Any = None
     heal_at: float | None = None
 
@@ -36,10 +40,30 @@ class Armed:
         return self.fault is not None and self.heal_at is not None and self.record.healed_at is None
 
 
-def _watch(system: System, deployed: Deployed, scenario: Scenario, run_id: str, armed: list[Armed],
+def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
+    """One armed fault per (fault, run it hits).  A fault with a ``share`` hits that share of a
+    storm's runs, chosen with a seed from the scenario id (the same runs' positions every time)."""
+    armed = []
+    for spec in scenario.faults:
+        hit = run_ids
+        if spec.target in SHARED:  # what every run shares is hit once, on the first run's trigger
+            hit = run_ids[:1]
+        elif spec.share is not None:
+            positions = random.Random(zlib.crc32(f"{scenario.id}/{spec.kind}".encode())).sample(
+                range(len(run_ids)), max(1, round(spec.share * len(run_ids))))
+            hit = [run_ids[i] for i in sorted(positions)]
+        for run_id in hit:
+            record = faults.FaultRecord(spec.kind, spec.target)
+            if len(run_ids) > 1:
+                record.detail["flow_run_id"] = run_id
+            armed.append(Armed(spec, record, run_id))
+    return armed
+
+
+def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list[str], armed: list[Armed],
            bound: float) -> float | None:
-    """Drive faults while the run goes; return once it settled (or at the bound), with the time
-    the harness first saw it terminal (the benchmark's observation lag)."""
+    """Drive faults while the runs go; return once they settled (or at the bound), with the time
+    the harness first saw the first run terminal (the benchmark's observation lag)."""
     started = time.time()
     seen_terminal = None
     deadline = started + bound
@@ -48,25 +72,32 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_id: str, 
     while True:
         if procs.STOPPING.is_set():
             raise procs.Stopped(f"the session stopped while {scenario.id} ran")
-        snap = observe.snapshot(system.api, run_id, with_tasks=needs_tasks and any(a.fault is None for a in armed))
-        waiting = next((a for a in armed if a.fault is None), None)
-        if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
-            waiting.fault = system.fault(waiting.spec, deployed, run_id)
-            faults.inject(waiting.fault, waiting.record)
-            if waiting.spec.heal_after_seconds is not None and waiting.record.error is None:
-                waiting.heal_at = time.time() + waiting.spec.heal_after_seconds
+        snaps = observe.snapshots(system.api, run_ids, needs_tasks and any(a.fault is None for a in armed))
+        # per run, its faults fire in their order: the next one waits until the previous fired
+        fired_any = False
+        for run_id in run_ids:
+            waiting = next((a for a in armed if a.fault is None and a.run_id == run_id), None)
+            snap = snaps[run_id]
+            if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
+                waiting.fault = system.fault(waiting.spec, deployed, run_id)
+                faults.inject(waiting.fault, waiting.record)
+                if waiting.spec.heal_after_seconds is not None and waiting.record.error is None:
+                    waiting.heal_at = time.time() + waiting.spec.heal_after_seconds
+                fired_any = True
+        if fired_any:
             continue
         now = time.time()
         for a in armed:
             if a.open and now >= a.heal_at:
                 faults.heal(a.fault, a.record)
-        if snap.terminal and seen_terminal is None:
-            seen_terminal = snap.at
-        if snap.terminal and not any(a.open for a in armed):
+        first = snaps[run_ids[0]]
+        if first.terminal and seen_terminal is None:
+            seen_terminal = first.at
+        if all(s.terminal for s in snaps.values()) and not any(a.open for a in armed):
             quiet_until = quiet_until or now + scenario.quiet_seconds
             if now >= quiet_until:
                 return seen_terminal
-        elif snap.flow_state is not None:
+        elif all(s.flow_state is not None for s in snaps.values()):
             quiet_until = None
         if now >= deadline:
             return seen_terminal
@@ -86,14 +117,16 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
     backend = system.name
     expect = scenario.expect.for_backend(backend)
     instance = f"{scenario.id}-{uuid.uuid4().hex[:6]}"
-    armed = [Armed(spec, faults.FaultRecord(spec.kind, spec.target)) for spec in scenario.faults]
     params, tags = scenario.workload.parameters, ["chaos", instance]
     began = time.time()
     with system.deploy(scenario, instance) as deployed:
         started = time.time()
-        run_id = system.api.create_flow_run(deployed.deployment_id, params, tags)
+        run_ids = [system.api.create_flow_run(deployed.deployment_id, params, tags)
+                   for _ in range(scenario.workload.runs)]
+        run_id = run_ids[0]
+        armed = arm(scenario, run_ids)
         try:
-            seen_terminal = _watch(system, deployed, scenario, run_id, armed, expect.settle_within_seconds)
+            seen_terminal = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
         finally:
             _heal_all(armed)
         watched = time.time()
@@ -103,10 +136,10 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
         reruns = []
         for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
             reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
-            _watch(system, deployed, scenario, reruns[-1], [], expect.settle_within_seconds)
+            _watch(system, deployed, scenario, reruns[-1:], [], expect.settle_within_seconds)
         history = observe.collect(
             system.api, scenario=scenario.id, backend=backend, started_at=started,
-            bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns,
+            bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
             faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
         history.notes += deployed.notes
         account = getattr(system, "infrastructure", None)

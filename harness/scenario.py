@@ -59,6 +59,7 @@ class Claim(_Model):
 class Workload(_Model):
     flow: str
     parameters: dict[str, Any] = Field(default_factory=dict)
+    runs: int = Field(1, ge=1, le=200)  # flow runs started at once (a storm); each is checked
 
     @field_validator("flow")
     @classmethod
@@ -147,6 +148,7 @@ class FaultSpec(_Model):
     reset: Literal["before", "after"] | None = None  # api-reset: before the server sees it / after it acted
     fraction: float | None = Field(None, gt=0, le=1)  # the share of matching requests hit (default all)
     path: str | None = None  # a regex searched in 'METHOD /api/route', ids written {id}
+    share: float | None = Field(None, gt=0, le=1)  # a storm: the share of its runs this fault hits (seeded)
 
     @field_validator("kind")
     @classmethod
@@ -222,6 +224,9 @@ class Prediction(RunExpectation):
 
 class Expectation(RunExpectation):
     executions: dict[str, Count] = Field(default_factory=dict)
+    # a storm (workload.runs > 1): the run fields above are for the runs no fault hit; these for
+    # the runs a fault hit.  executions are totals over every run.
+    faulted: RunExpectation | None = None
     detect_within_seconds: float | None = Field(None, gt=0)
     settle_within_seconds: float = Field(..., gt=0)
     subflows: RunExpectation | None = None
@@ -305,6 +310,20 @@ class Scenario(_Model):
             if without:
                 raise ValueError(f"@faults.{i}.kind: backend(s) {', '.join(without)} have no {fault.kind!r} fault "
                                  f"(it exists on: {', '.join(b for b in BACKENDS if fault.kind in BACKEND_FAULTS[b])})")
+        return self
+
+    @model_validator(mode="after")
+    def _storm(self) -> "Scenario":
+        runs = self.workload.runs
+        for i, fault in enumerate(self.faults):
+            if fault.share is not None and runs == 1:
+                raise ValueError(f"@faults.{i}.share: a share of runs needs several (workload.runs > 1)")
+            if runs > 1 and fault.target in ("server", "api", "node", "worker") and fault.share is not None:
+                raise ValueError(f"@faults.{i}.share: {fault.kind} hits what every run shares; it has no share")
+        if runs > 1 and self.then:
+            raise ValueError("@then: a storm (workload.runs > 1) has no follow-ups")
+        if runs == 1 and self.expect.faulted is not None:
+            raise ValueError("@expect.faulted: only a storm (workload.runs > 1) has faulted runs apart")
         return self
 
     @model_validator(mode="after")

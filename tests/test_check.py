@@ -183,3 +183,57 @@ def test_two_containers_with_the_same_pid_are_two_processes():
     assert len(found) == 1 and found[0]["overlap_seconds"] == 4.0
     same = [{**l, "pstart": 100} for l in b]
     assert overlaps(history(CRASHED_RUN, ledger=a + same)) == []
+
+
+# -- storms: several runs, some faulted ------------------------------------------------------------
+def _storm(finals: list[str], hit: set[int], stray: bool = False):
+    from harness.history import FlowRun, History, State
+
+    runs = [FlowRun(id=f"run-{i}", flow_name="pipeline", role="main", run_count=1,
+                    states=[State("SCHEDULED", "Scheduled", 0.0), State("RUNNING", "Running", 1.0),
+                            State(f, f.title(), 5.0 + i)])
+            for i, f in enumerate(finals)]
+    faults = [{"kind": "kill", "target": "flow-run", "injected_at": 2.0, "healed_at": None, "error": None,
+               "detail": {"flow_run_id": f"run-{i}"}} for i in sorted(hit)]
+    ledger = [{"event": "start", "task": "step-1", "time": 1.0, "pid": i, "host": "h", "pstart": 1,
+               "flow_run_id": f"run-{i}"} for i in range(len(finals))]
+    if stray:
+        ledger.append({"event": "start", "task": "step-1", "time": 1.0, "pid": 99, "host": "h", "pstart": 1,
+                       "flow_run_id": "someone-else"})
+    return History(scenario="storm", backend="local", started_at=0, ended_at=60, bound_seconds=60,
+                   flow_runs=runs, faults=faults, ledger=ledger)
+
+
+def _storm_expect(**over):
+    from harness.scenario import Expectation
+
+    return Expectation.model_validate({"final": "COMPLETED", "run_count": 1, "faulted": {"final": "CRASHED"},
+                                       "settle_within_seconds": 60, **over})
+
+
+def test_storm_checks_faulted_and_unfaulted_runs_apart():
+    from harness.check import PASS, check
+
+    h = _storm(["COMPLETED", "CRASHED", "COMPLETED", "CRASHED"], hit={1, 3})
+    verdict = check(_storm_expect(executions={"step-1": 4}), h)
+    assert verdict.outcome == PASS, verdict.reasons
+    assert verdict.figures["storm"] == {"runs": 4, "faulted": 2, "final": {"COMPLETED": 2, "CRASHED": 2},
+                                        "stuck": [], "unaccounted_ledger_runs": []}
+
+
+def test_storm_groups_differences_and_counts_stuck_runs():
+    from harness.check import FAIL, check
+
+    h = _storm(["COMPLETED", "RUNNING", "RUNNING", "CRASHED"], hit={1, 2})
+    verdict = check(_storm_expect(), h)
+    assert verdict.outcome == FAIL
+    assert verdict.reasons == ["2 run(s): a faulted run: final state RUNNING (Running), expected CRASHED",
+                               "1 run(s): an unfaulted run: final state CRASHED (Crashed), expected COMPLETED"]
+    assert verdict.figures["storm"]["stuck"] == ["run-1", "run-2"]
+
+
+def test_storm_refuses_ledger_lines_of_runs_it_did_not_start():
+    from harness.check import FAIL, check
+
+    verdict = check(_storm_expect(), _storm(["COMPLETED", "COMPLETED"], hit=set(), stray=True))
+    assert verdict.outcome == FAIL and "did not start" in verdict.reasons[-1]

@@ -54,6 +54,17 @@ def test_good_row_loads_with_defaults_and_backend_override(tmp_path):
     (("id: kill-it", "id: Kill_It"), "id", "lowercase words"),
     (("title: t", "title: t\n  colour: red"), "colour", "Extra inputs are not permitted"),
     (("docker: {final", "mars: {final"), "expect.backends", "unknown backend 'mars'"),
+    # API faults: their own fields, on their own kinds only
+    (("{kind: kill,", "{kind: api-error,"), "faults.0.status", "needs it"),
+    (("{kind: kill,", "{kind: kill, status: 500,"), "faults.0.status", "only api-error has 'status'"),
+    (("{kind: kill,", "{kind: api-latency,"), "faults.0.latency_seconds", "needs it"),
+    (("{kind: kill,", "{kind: api-down, fraction: 0.5,"), "faults.0.fraction", "no fraction"),
+    (("{kind: kill,", "{kind: kill, fraction: 0.5,"), "faults.0.fraction", "only API faults"),
+    (("{kind: kill,", "{kind: api-reset, path: '(',"), "faults.0.path", "not a regular expression"),
+    (("{kind: kill,", "{kind: api-error, status: 200,"), "faults.0.status", "greater than or equal to 400"),
+    # storms
+    (("{kind: kill,", "{kind: kill, share: 0.2,"), "faults.0.share", "needs several"),
+    (("{steps: 2}}", "{steps: 2}, runs: 0}"), "workload.runs", "greater than or equal to 1"),
 ])
 def test_error_names_file_scenario_and_field(tmp_path, change, field, words):
     [err] = errors_of(tmp_path, GOOD.replace(*change))
@@ -99,6 +110,23 @@ def test_oom_needs_a_memory_limit(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: oom,"))
     assert "scenario 'kill-it': faults.0.mem_limit: an oom fault needs a memory limit" in err
     load_matrix(write(tmp_path, GOOD.replace("{kind: kill,", "{kind: oom, mem_limit: 64Mi,")))
+
+
+def test_api_faults_are_refused_on_kind(tmp_path):
+    text = GOOD.replace("backends: [local]", "backends: [local, kind]").replace(
+        "{kind: kill,", "{kind: api-error, status: 503,").replace("docker: {final", "kind: {final")
+    [err] = errors_of(tmp_path, text)
+    assert ": faults.0.kind: backend(s) kind have no 'api-error' fault" in err
+
+
+def test_storm_fields(tmp_path):
+    storm = GOOD.replace("{steps: 2}}", "{steps: 2}, runs: 5}").replace("{kind: kill,", "{kind: kill, share: 0.4,")
+    [s] = load_matrix(write(tmp_path, storm.replace("final: crashed", "final: completed\n    faulted: {final: crashed}")))
+    assert s.workload.runs == 5 and s.faults[0].share == 0.4 and s.expect.faulted.final == "CRASHED"
+    [err] = errors_of(tmp_path, GOOD.replace("final: crashed", "final: completed\n    faulted: {final: crashed}"))
+    assert ": expect.faulted: only a storm" in err
+    [err] = errors_of(tmp_path, storm.replace("share: 0.4,", "target: worker, share: 0.4,"))
+    assert "faults.0.share: kill hits what every run shares" in err
 
 
 def test_restart_server_needs_heal_time(tmp_path):

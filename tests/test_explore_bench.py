@@ -1,0 +1,104 @@
+"""Pure parts of the exploration (invariants, the replay YAML) and of the benchmark (its figures),
+on hand-written histories and journal lines."""
+
+from __future__ import annotations
+
+import yaml
+
+from harness.bench import case_figures, observation_lag, own_time, render, summarize
+from harness.explore import RETRIES, Episode, Step, invariant_violations, was_rescheduled
+from harness.history import FlowRun, History, State
+from harness.scenario import load_matrix
+
+
+def history(ledger=(), run_count=1, states=("SCHEDULED", "PENDING", "RUNNING")) -> History:
+    run = FlowRun(id="r" * 36, flow_name="pipeline", role="main", run_count=run_count,
+                  states=[State(t, t.title(), float(i)) for i, t in enumerate(states)])
+    return History(scenario="x", backend="local", started_at=0, ended_at=10, bound_seconds=60,
+                   flow_runs=[run], ledger=list(ledger))
+
+
+def line(event, task, t, pid=1, run="r" * 36):
+    return {"event": event, "task": task, "time": t, "pid": pid, "host": "h", "pstart": 1, "flow_run_id": run}
+
+
+def test_a_clean_history_breaks_no_invariant():
+    h = history([line("start", "step-1", 1), line("end", "step-1", 2), line("start", "step-2", 3)])
+    assert invariant_violations(h, rescheduled=False) == []
+
+
+def test_two_processes_at_once_is_a_violation():
+    h = history([line("start", "step-1", 1, pid=1), line("start", "step-2", 2, pid=2), line("end", "step-1", 3, pid=1)])
+    assert any("two processes at once" in w for w in invariant_violations(h, False))
+
+
+def test_run_count_beyond_retries_is_a_violation_unless_rescheduled():
+    h = history(run_count=RETRIES + 2)
+    assert any("run_count" in w for w in invariant_violations(h, False))
+    assert invariant_violations(h, True) == []
+
+
+def test_a_completed_task_running_again_is_a_violation():
+    h = history([line("start", "step-1", 1), line("end", "step-1", 2), line("start", "step-1", 5, pid=2)])
+    assert any("ran again after it completed" in w for w in invariant_violations(h, False))
+
+
+def test_an_interrupted_task_may_run_again():
+    h = history([line("start", "step-1", 1), line("start", "step-1", 5, pid=2)])
+    assert invariant_violations(h, False) == []
+
+
+def test_rescheduled_means_scheduled_again_after_the_first_state():
+    assert not was_rescheduled(history())
+    assert was_rescheduled(history(states=("SCHEDULED", "PENDING", "RUNNING", "SCHEDULED", "RUNNING")))
+
+
+def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
+    ep = Episode(run_id="r", started=100.0)
+    ep.steps = [Step("api-error", "api", {"status": 500}, 2, 104.0, healed_at=110.04),
+                Step("kill-worker", "worker", {}, None, 101.5),
+                Step("freeze", "flow-run", {}, 3, 111.0, healed_at=111.2)]
+    text = ep.replay("explore-found")
+    path = tmp_path / "found.yaml"
+    path.write_text(text)
+    (scenario,) = load_matrix(path)  # validated like any matrix row
+    f0, f1, f2 = scenario.faults
+    assert (f0.kind, f0.status, f0.when.task, f0.heal_after_seconds) == ("api-error", 500, "step-2", 6.0)
+    assert (f1.kind, f1.target, f1.when.after_seconds, f1.heal_after_seconds) == ("kill-worker", "worker", 1.5, None)
+    assert f2.heal_after_seconds == 1.0  # at least a second
+    assert scenario.config.flow_retries == RETRIES and not scenario.expect.overlap
+    assert yaml.safe_load(text)[0]["id"] == "explore-found"
+
+
+def entry(states, faults=(), stuck=False, seen=None, finished=50.0, settle=60):
+    return {"scenario": "s", "backend": "local", "finished_at": finished,
+            "expectation": {"settle_within_seconds": settle},
+            "verdict": {"outcome": "pass", "figures": {"stuck": stuck}},
+            "timing": {"deploy": 4.0, "collect": 0.2, "terminal_seen_at": seen},
+            "history": {"flow_runs": [{"role": "main", "states": [{"type": t, "timestamp": ts} for t, ts in states]}],
+                        "faults": list(faults)}}
+
+
+def test_own_time_runs_from_creation_to_the_last_awaited_event():
+    assert own_time(entry([("SCHEDULED", 10), ("COMPLETED", 30)])) == 20
+    assert own_time(entry([("SCHEDULED", 10), ("CRASHED", 30)], faults=[{"healed_at": 45}])) == 35
+    assert own_time(entry([("SCHEDULED", 10), ("RUNNING", 12)], stuck=True, settle=60)) == 60
+
+
+def test_observation_lag_is_seen_minus_recorded():
+    assert abs(observation_lag(entry([("SCHEDULED", 10), ("COMPLETED", 30)], seen=30.4)) - 0.4) < 1e-9
+    assert observation_lag(entry([("SCHEDULED", 10), ("RUNNING", 30)], seen=None)) is None
+
+
+def test_case_figures_and_summary_against_the_targets():
+    e = entry([("SCHEDULED", 10), ("COMPLETED", 30)], seen=30.5, finished=33)
+    fig = case_figures(e, began=6.0, ended=35.0)
+    assert fig["wall"] == 29 and fig["own"] == 20 and fig["overhead"] == 9 and fig["cleanup"] == 2
+    s = summarize([fig, {**fig, "wall": 10.0, "overhead": 0.5}], matrix_wall=40.0,
+                  usage={"harness_peak_rss_mib": 1.0, "harness_cpu_seconds": 1.0, "children_cpu_seconds": 1.0})
+    assert s["overhead_median"] == 4.75 and s["overhead_worst"] == 9
+    assert s["matrix_over_longest"] == round(40 / 29, 2) and s["matrix_target_met"] is True
+    assert s["overhead_target_met"] is False
+    text = render({"summary": s, "cases": [fig], "errors": {"x@local": "Boom"}, "prefect_version": "3.8.8",
+                   "backend": "local", "concurrency": 8, "path": "p.json"})
+    assert "NOT met" in text and "x@local" in text and "s@local" in text
