@@ -33,6 +33,8 @@ FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
     # the flow run's node disappears: its kind node container paused (hung node) or stopped
     # (how: stop); heal = unpause / start
     "node-loss": (frozenset({"node"}), "optional"),
+    # stop the server's PostgreSQL, keep it down, start it again on the same data
+    "restart-database": (frozenset({"database"}), "required"),
     # API faults, through the scenario's fault proxy between its clients and the server: answer a
     # fraction of requests with an HTTP status, delay them, reset the connection, or refuse every
     # connection (down); healing ends the window, unhealed they last to the scenario's end
@@ -45,17 +47,18 @@ FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
 API_FAULTS = frozenset(k for k, (targets, _) in FAULT_KINDS.items() if "api" in targets)
 
 DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server", "drain": "node", "node-loss": "node",
+                  "restart-database": "database",
                   **{k: "api" for k in API_FAULTS}}
 
 # Which backend has a real mechanism for which fault.  A scenario that lists a backend without
 # one is refused when the matrix loads, not skipped at run time.
-# API faults need the clients on loopback with the proxy: kind's pods are not (they reach the
-# server through a Service).
+# API faults need the clients on loopback with the proxy, and PostgreSQL runs on loopback: kind's
+# pods and its server container are not there (they reach the server through a Service).
 _PROCESS_FAULTS = frozenset({"kill", "terminate", "freeze", "oom", "kill-worker", "restart-server"})
 BACKEND_FAULTS: dict[str, frozenset[str]] = {
-    "local": _PROCESS_FAULTS | API_FAULTS,
-    "docker": _PROCESS_FAULTS | API_FAULTS,
-    "kind": frozenset(FAULT_KINDS) - API_FAULTS,
+    "local": _PROCESS_FAULTS | API_FAULTS | {"restart-database"},
+    "docker": _PROCESS_FAULTS | API_FAULTS | {"restart-database"},
+    "kind": frozenset(FAULT_KINDS) - API_FAULTS - {"restart-database"},
 }
 
 

@@ -31,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="matrix file or directory (default: <rootdir>/scenarios)")
     group.addoption("--chaos-journal", default=None, metavar="FILE",
                     help="run journal to append to (default: reports/journal-<UTC time>.jsonl)")
+    group.addoption("--chaos-database", choices=["sqlite", "postgres"], default="sqlite",
+                    help="the servers' database: sqlite (default) or postgres (testcontainers' PostgreSQL "
+                         "where an image is present, else a private local cluster); a scenario may require one")
     group.addoption("--chaos-concurrency", type=int, default=1, metavar="N",
                     help="run up to N cases at once in this process, against one server per backend "
                          "(longest first; a case that faults the server gets its own); default 1")
@@ -45,7 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def backend_options(config: pytest.Config) -> dict:
-    return {"kube_context": config.getoption("--chaos-kube-context"),
+    return {"database": config.getoption("--chaos-database"),
+            "kube_context": config.getoption("--chaos-kube-context"),
             "allow_context": config.getoption("--chaos-allow-context"),
             "kube_version": config.getoption("--chaos-kube-version")}
 

@@ -155,6 +155,7 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
         entry = {
             "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
             "prefect_version": prefect_version, "harness_version": __version__,
+            "database": getattr(system, "database_kind", None),
             "started_at": started, "finished_at": time.time(),
             "claim": scenario.claim.model_dump() if scenario.claim else None,
             "expectation": expect.model_dump(), "then": [f.model_dump() for f in scenario.then],

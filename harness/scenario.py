@@ -280,6 +280,8 @@ class Scenario(_Model):
     faults: list[FaultSpec] = Field(default_factory=list)
     then: list[FollowUp] = Field(default_factory=list)
     expect: FullExpectation
+    # the server's database this scenario needs (restart-database needs postgres); None: the run's
+    database: Literal["sqlite", "postgres"] | None = None
     # after the run is terminal and every fault healed, watch this long for a state that
     # overwrites the terminal one (flapping) before the scenario ends
     quiet_seconds: float = Field(3, ge=0)
@@ -310,6 +312,14 @@ class Scenario(_Model):
             if without:
                 raise ValueError(f"@faults.{i}.kind: backend(s) {', '.join(without)} have no {fault.kind!r} fault "
                                  f"(it exists on: {', '.join(b for b in BACKENDS if fault.kind in BACKEND_FAULTS[b])})")
+        return self
+
+    @model_validator(mode="after")
+    def _database(self) -> "Scenario":
+        for i, fault in enumerate(self.faults):
+            if fault.kind == "restart-database" and self.database != "postgres":
+                raise ValueError(f"@database: fault {i} restarts the database: say 'database: postgres' "
+                                 "(SQLite is a file inside the server, nothing to restart)")
         return self
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from harness import procs
 from harness.scenario import Scenario
 
 Case = tuple[Scenario, str]
-SHARED_TARGETS = frozenset({"server", "node"})  # faults that would hit every case on the system
+SHARED_TARGETS = frozenset({"server", "node", "database"})  # faults that would hit every case on the system
 PRIVATE_BACKENDS = frozenset({"local"})  # where a second system is cheap and shares nothing (docker: names, labels)
 
 
@@ -88,15 +88,15 @@ class Scheduler:
     def _execute(self, case: Case) -> dict[str, Any]:
         scenario, backend = case
         if self.limit == 1 or not shares_target(scenario):
-            system = self.session.system(backend)
+            system = self.session.system(backend, scenario.database)
             with self._lock(backend).shared():
                 return self.run(scenario, system)
         if backend in PRIVATE_BACKENDS:
-            with self.session.private_system(backend, scenario.id) as system:
+            with self.session.private_system(backend, scenario.id, scenario.database) as system:
                 return self.run(scenario, system)
-        self.session.system(backend)  # Unavailable is raised here, before any wait
+        system = self.session.system(backend, scenario.database)  # Unavailable is raised here, before any wait
         with self._lock(backend).exclusive():
-            return self.run(scenario, self.session.system(backend))
+            return self.run(scenario, system)
 
     def _lock(self, backend: str) -> ExclusiveLock:
         with self._guard:

@@ -77,30 +77,36 @@ class ChaosSession:
             signal.signal(signal.SIGTERM, _sigterm)
         atexit.register(self.close)
 
-    def system(self, backend: str) -> backends.System:
-        """The started system under test of ``backend``, started on first use.
+    def _options(self, database: str | None) -> dict:
+        return {**self.options, "database": database or self.options.get("database") or "sqlite"}
+
+    def system(self, backend: str, database: str | None = None) -> backends.System:
+        """The started system under test of ``backend``, started on first use; its server on the
+        run's database (``--chaos-database``) unless a scenario needs another.
 
         Raises :class:`backends.Unavailable` when the backend cannot run here; the reason is
         kept, so later scenarios of that backend skip at once instead of trying again."""
+        options = self._options(database)
+        key = backend if options["database"] == self._options(None)["database"] else f"{backend}+{options['database']}"
         with self._starting:
-            if backend in self.unavailable:
-                raise backends.Unavailable(self.unavailable[backend])
-            if backend not in self.systems:
-                workdir = self.workdir / backend
+            if key in self.unavailable:
+                raise backends.Unavailable(self.unavailable[key])
+            if key not in self.systems:
+                workdir = self.workdir / key
                 workdir.mkdir(exist_ok=True)
                 try:
-                    self.systems[backend] = backends.start(backend, workdir, self.id, self.options)
+                    self.systems[key] = backends.start(backend, workdir, self.id, options)
                 except backends.Unavailable as exc:
-                    self.unavailable[backend] = str(exc)
+                    self.unavailable[key] = str(exc)
                     raise
-            return self.systems[backend]
+            return self.systems[key]
 
     @contextmanager
-    def private_system(self, backend: str, tag: str) -> Iterator[backends.System]:
+    def private_system(self, backend: str, tag: str, database: str | None = None) -> Iterator[backends.System]:
         """A system of ``backend`` for one case alone (its own server), closed after it."""
         workdir = self.workdir / f"{backend}-{tag}-{uuid.uuid4().hex[:4]}"
         workdir.mkdir()
-        system = backends.start(backend, workdir, self.id, self.options)
+        system = backends.start(backend, workdir, self.id, self._options(database))
         self.systems[workdir.name] = system  # closed by close() too, should the case not end
         try:
             yield system

@@ -129,6 +129,14 @@ def test_storm_fields(tmp_path):
     assert "faults.0.share: kill hits what every run shares" in err
 
 
+def test_restart_database_needs_postgres(tmp_path):
+    text = GOOD.replace("{kind: kill,", "{kind: restart-database, heal_after_seconds: 5,")
+    [err] = errors_of(tmp_path, text)
+    assert ": database: fault 0 restarts the database: say 'database: postgres'" in err
+    [s] = load_matrix(write(tmp_path, text.replace("backends: [local]", "backends: [local]\n  database: postgres")))
+    assert s.database == "postgres" and s.faults[0].target == "database"
+
+
 def test_restart_server_needs_heal_time(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: restart-server,"))
     assert "faults.0.heal_after_seconds: fault 'restart-server' needs it" in err

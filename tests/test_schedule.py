@@ -31,13 +31,13 @@ class Session:
     def __init__(self, unavailable: set[str] = frozenset()):
         self.unavailable, self.private = unavailable, []
 
-    def system(self, backend):
+    def system(self, backend, database=None):
         if backend in self.unavailable:
             raise Unavailable(f"no {backend} here")
         return f"shared-{backend}"
 
     @contextmanager
-    def private_system(self, backend, tag):
+    def private_system(self, backend, tag, database=None):
         self.private.append(tag)
         yield f"private-{tag}"
 

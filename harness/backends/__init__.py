@@ -47,18 +47,18 @@ class System(Protocol):
 def start(name: str, workdir: Path, session: str, options: dict[str, Any] | None = None) -> System:
     """Start the system under test of backend ``name``; :class:`Unavailable` says why it cannot.
 
-    ``options`` are the backend options of the command line (kube_context, allow_context,
-    kube_version for kind)."""
+    ``options`` are the backend options of the command line (database for local and docker;
+    kube_context, allow_context, kube_version for kind)."""
     if name == "local":
         from harness.backends.local import LocalSystem
 
-        return LocalSystem(workdir, session)
+        return LocalSystem(workdir, session, options)
     if name == "docker":
         try:
             from harness.backends.docker import DockerSystem
         except ImportError as exc:
             raise Unavailable(f"the docker backend needs the 'docker' extra ({exc})") from exc
-        return DockerSystem(workdir, session)
+        return DockerSystem(workdir, session, options)
     if name == "kind":
         try:
             from harness.backends.kind import KindSystem

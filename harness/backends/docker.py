@@ -24,8 +24,9 @@ from typing import Any, Callable
 from harness import engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
-from harness.backends.local import (WORKER_GRACE, api_fault, clean_env, flow_env, free_port, scenario_deployment,
-                                    worker_fault)
+from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env, free_port,
+                                    scenario_deployment, worker_fault)
+from harness.database import open_database
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads its config
@@ -150,7 +151,7 @@ class ServerContainer:
     INTERNAL_PORT = 4200
 
     def __init__(self, client, image: str, session: str, env: dict[str, str], backend: str,
-                 network: str | None = None):
+                 network: str | None = None, database_url: str | None = None):
         from testcontainers.core.container import DockerContainer
 
         self.client, self.port, self.network = client, free_port(), network
@@ -160,7 +161,7 @@ class ServerContainer:
         self.env = {
             **{k: v for k, v in env.items() if k.startswith("PREFECT_")},
             "PREFECT_HOME": "/data",
-            "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:////data/prefect.db",
+            "PREFECT_API_DATABASE_CONNECTION_URL": database_url or "sqlite+aiosqlite:////data/prefect.db",
             "PREFECT_SERVER_API_HOST": host,
             "PREFECT_SERVER_API_PORT": str(port),
         }
@@ -310,7 +311,7 @@ class RestartServerContainer:
 class DockerSystem:
     name = "docker"
 
-    def __init__(self, workdir: Path, session: str):
+    def __init__(self, workdir: Path, session: str, options: dict[str, Any] | None = None):
         self.workdir, self.session = workdir, session
         self.client = engine.ensure_engine()
         self.image = engine.ensure_image(self.client)
@@ -318,8 +319,13 @@ class DockerSystem:
         (workdir / "home").mkdir(parents=True, exist_ok=True)
         self.workers: dict[str, procs.Spawned] = {}
         self.server: ServerContainer | None = None
+        self.database_kind = (options or {}).get("database") or "sqlite"
+        self.database = None
         try:
-            self.server = ServerContainer(self.client, self.image, session, self.env, self.name)
+            # host networking: the server container reaches a PostgreSQL on 127.0.0.1 as the host does
+            self.database = open_database(self.database_kind, workdir, session)
+            self.server = ServerContainer(self.client, self.image, session, self.env, self.name,
+                                          database_url=self.database and self.database.url)
             self.server.start()
         except BaseException:
             self.close()
@@ -373,6 +379,8 @@ class DockerSystem:
     def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
         if spec.target == "server":
             made: Any = RestartServerContainer(self.server)
+        elif spec.target == "database":
+            made = RestartDatabase(self.database)
         elif spec.target == "api":
             made = api_fault(spec, deployed)
         elif spec.target == "worker":
@@ -391,3 +399,5 @@ class DockerSystem:
             remove_backend_objects(self.client, self.server, self.session, self.name)
         finally:
             self.client.close()
+            if self.database is not None:
+                self.database.close()

@@ -24,6 +24,7 @@ import psutil
 from harness import cgroups, procs
 from harness.api import APIError, PrefectAPI
 from harness.backends import Deployed
+from harness.database import open_database
 from harness.ledger import LEDGER_ENV
 from harness.proxy import ApiFault, FaultProxy
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
@@ -67,12 +68,12 @@ def clean_env(home: Path, session: str) -> dict[str, str]:
 class PrefectServer:
     """``prefect server start`` as a subprocess; restartable on the same port and database."""
 
-    def __init__(self, home: Path, env: dict[str, str]):
+    def __init__(self, home: Path, env: dict[str, str], database_url: str | None = None):
         self.home = home
         self.port = free_port()
         self.env = {
             **env,
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
             "PREFECT_SERVER_API_HOST": "127.0.0.1",
             "PREFECT_SERVER_API_PORT": str(self.port),
         }
@@ -176,6 +177,31 @@ class OomFault:
             self.watchdog.stop()
             out.update(watchdog_killed_at=self.watchdog.killed_at, watchdog_peak_rss=self.watchdog.peak)
         return out
+
+
+class RestartDatabase:
+    """Stop the server's PostgreSQL, keep it down, start it again on the same data."""
+
+    def __init__(self, database: Any):
+        self.database, self.down = database, False
+
+    def inject(self) -> dict[str, Any]:
+        if self.database is None:
+            raise LookupError("this server is on SQLite: there is no database to restart")
+        self.database.stop()
+        self.down = True
+        return {"database": type(self.database).__name__}
+
+    def heal(self) -> dict[str, Any]:
+        self.database.start()
+        self.down = False
+        return {"restarted": True}
+
+    def close(self) -> dict[str, Any]:
+        if self.down:  # never leave the server without its database
+            self.heal()
+            return {"restarted_at_close": True}
+        return {}
 
 
 class RestartServer:
@@ -352,14 +378,21 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
 class LocalSystem:
     name = "local"
 
-    def __init__(self, workdir: Path, session: str):
+    def __init__(self, workdir: Path, session: str, options: dict[str, Any] | None = None):
         self.workdir, self.session = workdir, session
         self.env = clean_env(workdir / "home", session)
         (workdir / "home").mkdir(parents=True, exist_ok=True)
-        self.server = PrefectServer(workdir / "home", self.env)
-        self.server.start()
-        self.api = self.server.api
+        self.database_kind = (options or {}).get("database") or "sqlite"
+        self.database = open_database(self.database_kind, workdir, session)
         self.workers: dict[str, procs.Spawned] = {}
+        try:
+            self.server = PrefectServer(workdir / "home", self.env, self.database and self.database.url)
+            self.server.start()
+        except BaseException:
+            if self.database is not None:
+                self.database.close()
+            raise
+        self.api = self.server.api
 
     def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
         def job_variables(home: Path, ledger: Path) -> dict[str, Any]:
@@ -381,6 +414,8 @@ class LocalSystem:
     def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
         if spec.target == "server":
             made: Any = RestartServer(self.server)
+        elif spec.target == "database":
+            made = RestartDatabase(self.database)
         elif spec.target == "api":
             made = api_fault(spec, deployed)
         elif spec.kind == "oom":
@@ -398,4 +433,6 @@ class LocalSystem:
             worker.stop(grace=WORKER_GRACE)
         self.server.stop()
         self.api.close()
+        if self.database is not None:
+            self.database.close()
 

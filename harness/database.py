@@ -1,0 +1,197 @@
+"""The server's database: SQLite (the default) or PostgreSQL, selectable per run.
+
+``--chaos-database postgres`` puts every server of the run on PostgreSQL: testcontainers'
+``PostgresContainer`` where a Docker engine runs and a PostgreSQL image is already present (the
+harness never pulls), otherwise a private PostgreSQL cluster of the harness's own, made with
+Debian's ``initdb`` in the session's directory, on a free 127.0.0.1 port, owned by the
+``postgres`` user when the harness runs as root (``initdb`` refuses root).  Where the binaries are
+missing and the harness runs as root, Debian's ``postgresql`` package is installed first, with
+its default cluster disabled so that nothing but the harness's own cluster ever runs.
+
+Both can stop and start again on the same data: the ``restart-database`` fault.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from harness import procs
+from harness.engine import Unavailable
+
+DATABASES = ("sqlite", "postgres")
+POSTGRES_IMAGE_ENV = "CHAOS_POSTGRES_IMAGE"  # an image present locally, e.g. postgres:16-alpine
+PG_BIN_ENV = "CHAOS_PG_BIN"  # a directory holding initdb, pg_ctl, postgres
+
+
+class Database(Protocol):
+    url: str  # the server's PREFECT_API_DATABASE_CONNECTION_URL
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def pg_bin() -> Path | None:
+    explicit = os.environ.get(PG_BIN_ENV)
+    candidates = [explicit] if explicit else sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for d in candidates:
+        if d and (Path(d) / "initdb").is_file() and (Path(d) / "pg_ctl").is_file():
+            return Path(d)
+    return None
+
+
+def install_postgres() -> Path:
+    """Debian's PostgreSQL, without the default cluster its package would create and start."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise Unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb) and the harness "
+                          f"cannot install it here (needs root and apt-get); set {PG_BIN_ENV}")
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    if not conf.exists() or "create_main_cluster = false" not in conf.read_text():
+        with conf.open("a") as f:
+            f.write("\n# chaos harness: no default cluster; the harness runs its own\ncreate_main_cluster = false\n")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Unavailable(f"{' '.join(argv)} failed: {done.stderr[-800:]}")
+    found = pg_bin()
+    if found is None:
+        raise Unavailable("postgresql was installed but no initdb was found under /usr/lib/postgresql")
+    return found
+
+
+class LocalPostgres:
+    """A private PostgreSQL cluster in ``workdir``: trust auth, 127.0.0.1 only, a free port."""
+
+    def __init__(self, workdir: Path, session: str):
+        self.bin = pg_bin() or install_postgres()
+        self.workdir = workdir
+        self.data = workdir / "pgdata"
+        self.log = workdir / "postgres.log"
+        self.port = _free_port()
+        self.session = session
+        self.user = None if os.geteuid() != 0 else "postgres"
+        workdir.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            _chown_tree(workdir, self.user)
+        self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                   "--encoding=UTF8", "--no-sync"])
+        conf = self.data / "postgresql.conf"
+        conf.write_text(conf.read_text() + f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+                        f"unix_socket_directories = '{self.data}'\nfsync = off\nmax_connections = 200\n")
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+        self.start()
+
+    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+        # the cluster's processes carry the session marker: cleanup finds them like any other
+        env = {**os.environ, procs.SESSION_ENV: self.session, procs.OWNER_ENV: str(os.getpid())}
+        name = Path(argv[0]).name
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise Unavailable(f"{name} failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+        return done
+
+    def start(self) -> None:
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"], check=False)
+
+    def close(self) -> None:
+        self.stop()
+        self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], check=False)
+
+
+class ContainerPostgres:
+    """testcontainers' PostgresContainer on host networking, from an image already present."""
+
+    def __init__(self, image: str, session: str):
+        from testcontainers.postgres import PostgresContainer
+
+        self.port = _free_port()
+        self.container = (PostgresContainer(image, port=self.port, username="prefect", password="prefect",
+                                            dbname="prefect", driver="asyncpg")
+                          .with_kwargs(network="host", labels={"chaos-harness.session": session,
+                                                               "chaos-harness.owner": str(os.getpid())})
+                          .with_command(f"postgres -c listen_addresses=127.0.0.1 -c port={self.port}"))
+        self.container.start()
+        self.url = f"postgresql+asyncpg://prefect:prefect@127.0.0.1:{self.port}/prefect"
+
+    def start(self) -> None:
+        wrapped = self.container.get_wrapped_container()
+        wrapped.start()
+        procs.wait_for(lambda: _accepts(self.port), 60, 0.25, f"PostgreSQL on 127.0.0.1:{self.port}")
+
+    def stop(self) -> None:
+        self.container.get_wrapped_container().stop(timeout=10)
+
+    def close(self) -> None:
+        self.container.stop()
+
+
+def open_database(kind: str, workdir: Path, session: str) -> Database | None:
+    """The database of a new server: None for SQLite (the server keeps its own file)."""
+    if kind == "sqlite":
+        return None
+    if kind != "postgres":
+        raise Unavailable(f"unknown database {kind!r} (known: {', '.join(DATABASES)})")
+    image = os.environ.get(POSTGRES_IMAGE_ENV)
+    if image and _image_present(image):
+        return ContainerPostgres(image, session)
+    return LocalPostgres(workdir / "postgres", session)
+
+
+def _image_present(image: str) -> bool:
+    try:
+        import docker
+
+        client = docker.from_env()
+        try:
+            client.images.get(image)
+            return True
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    for p in [path, *path.parents]:
+        if not any(part.startswith("chaos-harness-") for part in p.parts):
+            break  # only the session's own directories, never anything above them
+        try:  # the user must be able to traverse every parent (a 0700 mkdtemp is not)
+            mode = p.stat().st_mode
+            if not mode & 0o001:
+                p.chmod(mode | 0o011)
+        except OSError:
+            pass
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
