@@ -129,7 +129,7 @@ def explore(args: argparse.Namespace) -> int:
     out = Path(args.out or ROOT / "reports" / f"explore-seed{args.seed}.yaml")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(replays[-1])
-    print(f"seed {args.seed}: an invariant broke; the shrunk schedule, as a scenario ({out}):\n")
+    print(f"seed {args.seed}: {found}\nthe shrunk schedule, as a scenario ({out}):\n")
     print(replays[-1])
     print(f"replay it: python -m harness run --matrix {out}")
     return 1

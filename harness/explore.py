@@ -17,6 +17,7 @@ printed as a scenario YAML (``then``: the same faults at the same triggers) that
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,7 +129,11 @@ def was_rescheduled(history: History) -> bool:
     return any(s.type == "SCHEDULED" and i > 0 for r in history.flow_runs for i, s in enumerate(r.states))
 
 
-def make_machine(system: System, on_failure: list[str], deadline: float | None = None):
+def say(text: str) -> None:
+    print(f"[explore {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def make_machine(system: System, on_failure: list[str]):
     """The state machine class, bound to one started system; ``on_failure`` collects replays."""
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -151,7 +156,8 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
             ep.run_id = system.api.create_flow_run(self.deployed.deployment_id, scenario.workload.parameters,
                                                    ["chaos", self.instance])
             ep.started = time.time()
-            self._until(lambda snap: snap.flow_state in {"RUNNING"} | TERMINAL, 40)
+            snap = self._until(lambda snap: snap.flow_state in {"RUNNING"} | TERMINAL, 40)
+            say(f"{self.instance}: run {ep.run_id[:8]} started ({snap.flow_state})")
 
         @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
         @rule(task=st.integers(1, STEPS))
@@ -162,6 +168,7 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
             snap = self._until(lambda s: s.tasks.get(f"step-{task}") == "RUNNING" or s.terminal, 30, tasks=True)
             if snap.tasks.get(f"step-{task}") == "RUNNING":
                 self.episode.reached = task
+            say(f"{self.instance}: advanced to step-{task}: run {snap.flow_state}, tasks {snap.tasks}")
 
         @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
         @rule(which=st.sampled_from(range(len(CATALOGUE))))
@@ -176,6 +183,7 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
             faults.inject(fault, record)
             step = Step(kind, target, extra, ep.reached, record.injected_at or time.time())
             ep.steps.append(step)
+            say(f"{self.instance}: inject {kind} -> {target} {extra or ''}{' FAILED ' + record.error if record.error else ''}")
             if record.error:
                 ep.notes.append(f"{kind}->{target}: {record.error}")
             if kind in HEALS and not record.error:
@@ -184,6 +192,7 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
         @precondition(lambda self: bool(self.episode.open))
         @rule()
         def heal(self) -> None:
+            say(f"{self.instance}: heal {[s.kind for s, _, _ in self.episode.open]}")
             self._heal_all()
 
         # -- invariants ----------------------------------------------------------------------
@@ -203,6 +212,7 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
                     snap = self._until(lambda s: s.terminal, SETTLE)
                     history = self._history(retry_for=30)
                     why = [] if history is None else invariant_violations(history, was_rescheduled(history))
+                    say(f"{self.instance}: teardown: run {snap.flow_state}")
                     if not snap.terminal:
                         why.append(f"stuck: flow run {self.episode.run_id[:8]} still {snap.flow_state} "
                                    f"{SETTLE:g}s after every fault was healed")
@@ -246,8 +256,9 @@ def make_machine(system: System, on_failure: list[str], deadline: float | None =
     return FaultSchedule
 
 
-def explore(system: System, seed: int, examples: int, steps: int) -> tuple[bool, list[str]]:
-    """Run the exploration; (found a failure?, the replay YAML of each failing schedule, last = shrunk)."""
+def explore(system: System, seed: int, examples: int, steps: int) -> tuple[str | None, list[str]]:
+    """Run the exploration: (None, []) when every invariant held, else (what Hypothesis said, the
+    replay YAML of each failing schedule it ran, the last being the shrunk one)."""
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis import seed as seed_with
     from hypothesis.stateful import get_state_machine_test
@@ -260,7 +271,11 @@ def explore(system: System, seed: int, examples: int, steps: int) -> tuple[bool,
     test = seed_with(seed)(get_state_machine_test(machine, settings=config))
     try:
         test()
-    except AssertionError:
-        return True, found
-    return False, found
+    except AssertionError as exc:
+        return str(exc).splitlines()[0], found
+    except Exception as exc:  # Hypothesis' Flaky: the failure did not happen again on replay
+        if not found:
+            raise
+        return f"{type(exc).__name__}: the failure did not reproduce on every replay ({exc})".splitlines()[0], found
+    return None, found
 

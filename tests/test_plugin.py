@@ -64,3 +64,21 @@ def test_the_interlock_stops_pytest_before_anything_runs(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*refusing Kubernetes context 'kind-prod'*--chaos-allow-context kind-prod*"])
     assert "ran" not in result.stdout.str()
+
+
+def test_concurrency_orders_cases_longest_first(project):
+    (project.path / "scenarios" / "b.yaml").write_text(ROW.format(id="long-one").replace(
+        "settle_within_seconds: 30", "settle_within_seconds: 300"))
+    result = project.runpytest("--collect-only", "-q", "--chaos-concurrency", "4")
+    lines = [l for l in result.stdout.lines if "test_scenario[" in l]
+    assert "long-one@local" in lines[0], lines
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--chaos-concurrency", "0"], "--chaos-concurrency must be at least 1"),
+    (["--chaos-concurrency", "2", "-n", "2"], "use one or the other"),
+])
+def test_bad_concurrency_is_refused_before_anything_runs(project, args, words):
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{words}*"])
