@@ -189,6 +189,11 @@ def make_machine(system: System, on_failure: list[str]):
             if kind in HEALS and not record.error:
                 ep.open.append((step, fault, record))
 
+        @rule(seconds=st.sampled_from([1, 3]))
+        def pause(self, seconds: int) -> None:
+            """Time passes: a fault window stays open, a run goes on (always possible)."""
+            time.sleep(seconds)
+
         @precondition(lambda self: bool(self.episode.open))
         @rule()
         def heal(self) -> None:

@@ -47,17 +47,21 @@ def server_port(processes) -> int:
     raise AssertionError("no server process among the session's processes")
 
 
-def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo_root, wait_until):
+@pytest.mark.parametrize("concurrency", ["1", "2"])
+def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo_root, wait_until, concurrency):
+    """Sequentially, and with both cases running at once in threads (--chaos-concurrency 2)."""
     (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
     journal = tmp_path / "journal.jsonl"
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--matrix", str(tmp_path / "m.yaml"), "--journal", str(journal),
-         "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--chaos-concurrency", concurrency, "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
         preexec_fn=procs.default_signals)  # as from a terminal: SIGINT is ignored in a background job's children
     try:
         def frozen_run():
             found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
-            return found if found and all(p.status() == psutil.STATUS_STOPPED for p in found) else None
+            done = journal.exists() and journal.read_text().count("\n") == 1  # quick-one has finished
+            return found if done and found and all(p.status() == psutil.STATUS_STOPPED for p in found) else None
 
         flow_procs = wait_until(frozen_run, 180, "a frozen flow-run process of the second scenario")
         session = procs.environ(flow_procs[0])[procs.SESSION_ENV]
