@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -149,7 +150,8 @@ def open_database(kind: str, workdir: Path, session: str) -> Database | None:
     image = os.environ.get(POSTGRES_IMAGE_ENV)
     if image and _image_present(image):
         return ContainerPostgres(image, session)
-    return LocalPostgres(workdir / "postgres", session)
+    # a fresh directory each time: a start that failed half-way leaves its own behind
+    return LocalPostgres(workdir / f"postgres-{uuid.uuid4().hex[:6]}", session)
 
 
 def _image_present(image: str) -> bool:

@@ -6,7 +6,7 @@ there and then, as before.  With more, the first request submits every planned c
 ends soon after it), and each test waits for its own case.  Cases stay isolated on a shared
 server by their own work pool, worker, deployment, labels and fault proxy; a case whose faults
 hit what others share (the server, a kind node) gets a private system of its own where the
-backend can start one (local) and otherwise runs alone (docker, kind).
+backend can start one (local, docker) and otherwise runs alone (kind).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from harness.scenario import Scenario
 
 Case = tuple[Scenario, str]
 SHARED_TARGETS = frozenset({"server", "node", "database"})  # faults that would hit every case on the system
-PRIVATE_BACKENDS = frozenset({"local"})  # where a second system is cheap and shares nothing (docker: names, labels)
+PRIVATE_BACKENDS = frozenset({"local", "docker"})  # where a second system is cheap and shares nothing
 
 
 def shares_target(scenario: Scenario) -> bool:

@@ -149,13 +149,15 @@ def test_containers_of_a_sigkilled_harness_are_removed_by_the_next_session(clien
 
 
 @pytest.mark.integration
-def test_a_backend_removes_only_its_own_objects_of_a_shared_session(client):
-    """docker and kind in one session: closing one must not remove the other's server."""
+@pytest.mark.parametrize("other", ["kind", "docker-postgres"])
+def test_a_system_removes_only_its_own_objects_of_a_shared_session(client, other):
+    """docker and kind, or two docker systems (SQLite and PostgreSQL), in one session: closing
+    one must not remove the other's server."""
     from harness.backends.docker import remove_backend_objects, session_labels
 
     session = f"t{os.getpid()}"
     mine = client.volumes.create(name=f"chaos-{session}-docker-x", labels=session_labels(session, "docker"))
-    theirs = client.volumes.create(name=f"chaos-{session}-kind-x", labels=session_labels(session, "kind"))
+    theirs = client.volumes.create(name=f"chaos-{session}-{other}-x", labels=session_labels(session, other))
     try:
         remove_backend_objects(client, None, session, "docker")
         names = {v.name for v in client.volumes.list(filters={"label": f"chaos-harness.session={session}"})}

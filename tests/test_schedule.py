@@ -104,7 +104,7 @@ def test_a_server_fault_case_gets_a_private_system_on_local():
 def test_a_server_fault_case_runs_alone_where_no_private_system_can_start():
     runner = Recorder(0.3)
     sched = Scheduler(Session(), runner, 4)
-    cases = [(scenario(f"p{i}", 20), "docker") for i in range(3)] + [(scenario("restart", 10, SERVER_FAULT), "docker")]
+    cases = [(scenario(f"p{i}", 20), "kind") for i in range(3)] + [(scenario("restart", 10, SERVER_FAULT), "kind")]
     sched.planned = cases
     for c in cases:
         sched.result(c)
@@ -170,6 +170,6 @@ def test_exclusive_lock_waits_for_every_shared_holder_and_holds_off_new_ones():
 
 
 def test_plan_puts_cases_that_run_alone_last():
-    cases = [(scenario("restart", 500, SERVER_FAULT), "docker"), (scenario("a", 10), "docker"),
-             (scenario("restart-local", 500, SERVER_FAULT), "local")]
+    cases = [(scenario("restart", 500, SERVER_FAULT), "kind"), (scenario("a", 10), "kind"),
+             (scenario("restart-local", 500, SERVER_FAULT), "docker")]
     assert [s.id for s, _ in plan(cases)] == ["restart-local", "a", "restart"]

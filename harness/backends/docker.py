@@ -16,6 +16,7 @@ label-based cleanup here replaces it, also for a harness that was SIGKILLed (``r
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -34,7 +35,9 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcont
 SESSION_LABEL = "chaos-harness.session"
 OWNER_LABEL = "chaos-harness.owner"
 INSTANCE_LABEL = "chaos-harness.instance"
-BACKEND_LABEL = "chaos-harness.backend"  # docker and kind both make containers in one session
+# the system that made an object: docker and kind both make containers in one session, and a
+# session may hold several docker systems (docker, docker-postgres, a case's private one)
+BACKEND_LABEL = "chaos-harness.backend"
 FLOW_RUN_LABEL = "io.prefect.flow-run-id"  # prefect-docker's label (prefect.io/flow-run-id, reversed)
 HARNESS_PKG = Path(__file__).resolve().parent.parent  # .../harness, mounted for the ledger module
 IN_CONTAINER_PKG_ROOT = "/opt/chaos-harness"
@@ -321,10 +324,13 @@ class DockerSystem:
         self.server: ServerContainer | None = None
         self.database_kind = (options or {}).get("database") or "sqlite"
         self.database = None
+        # one session may hold several docker systems (one on PostgreSQL for the rows that need
+        # it): each names and labels its objects with its own id, and removes only those
+        self.system_id = re.sub(r"[^a-zA-Z0-9_.-]", "-", workdir.name)
         try:
             # host networking: the server container reaches a PostgreSQL on 127.0.0.1 as the host does
             self.database = open_database(self.database_kind, workdir, session)
-            self.server = ServerContainer(self.client, self.image, session, self.env, self.name,
+            self.server = ServerContainer(self.client, self.image, session, self.env, self.system_id,
                                           database_url=self.database and self.database.url)
             self.server.start()
         except BaseException:
@@ -342,7 +348,7 @@ class DockerSystem:
             "image_pull_policy": "Never",
             "network_mode": "host",
             "auto_remove": False,  # the harness reads OOMKilled and the exit code, then removes it
-            "labels": {**session_labels(self.session, self.name), INSTANCE_LABEL: instance},
+            "labels": {**session_labels(self.session, self.system_id), INSTANCE_LABEL: instance},
             "volumes": [f"{FLOWS_DIR}:{FLOWS_DIR}:ro",
                         f"{HARNESS_PKG}:{IN_CONTAINER_PKG_ROOT}/harness:ro",
                         f"{home}:{home}:rw"],
@@ -396,7 +402,7 @@ class DockerSystem:
         for worker in list(self.workers.values()):
             worker.stop(grace=WORKER_GRACE)
         try:
-            remove_backend_objects(self.client, self.server, self.session, self.name)
+            remove_backend_objects(self.client, self.server, self.session, self.system_id)
         finally:
             self.client.close()
             if self.database is not None:
