@@ -86,9 +86,11 @@ class LocalPostgres:
             _chown_tree(workdir, self.user)
         self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                    "--encoding=UTF8", "--no-sync"])
+        # TCP on loopback only: no Unix socket (its path under a deep session directory would pass
+        # the 107-byte limit and the cluster would not start)
         conf = self.data / "postgresql.conf"
         conf.write_text(conf.read_text() + f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
-                        f"unix_socket_directories = '{self.data}'\nfsync = off\nmax_connections = 200\n")
+                        "unix_socket_directories = ''\nfsync = off\nmax_connections = 200\n")
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
         self.start()
 
