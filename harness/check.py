@@ -144,7 +144,8 @@ def _check_subflows(expect: RunExpectation, history: History) -> list[str]:
 def _unknown_reasons(history: History) -> list[str]:
     why = [f"fault {f['kind']} -> {f['target']}: {f['error']}" for f in history.faults if f.get("error")]
     why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger was not seen)"
-            for f in history.faults if not f.get("injected_at") and not f.get("error")]
+            for f in history.faults if not f.get("injected_at") and not f.get("error")
+            and not (f.get("detail") or {}).get("not_fired")]  # a storm's run that settled first
     if history.main is None or history.main.final is None:
         why.append("the main flow run's states could not be read")
     return why + [n for n in history.notes if n.startswith("unknown:")]
@@ -159,6 +160,7 @@ def storm_figures(history: History) -> dict[str, Any] | None:
     known = {r.id for r in history.flow_runs}
     stray = sorted({l.get("flow_run_id") for l in history.ledger} - known - {None})
     return {"runs": len(mains), "faulted": sum(r.id in hit for r in mains),
+            "settled_before_fault": sum(1 for f in history.faults if (f.get("detail") or {}).get("not_fired")),
             "final": dict(Counter(r.final.type if r.final else "UNSEEN" for r in mains)),
             "stuck": [r.id for r in mains if r.final is None or r.final.type not in TERMINAL],
             "unaccounted_ledger_runs": stray}

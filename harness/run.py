@@ -33,6 +33,7 @@ class Armed:
     run_id: str = ""  # the flow run this fault waits on and hits
     fault: Any = None
     heal_at: float | None = None
+    skipped: bool = False  # a storm's run settled before this fault's trigger: it never will fire
 
     @property
     def open(self) -> bool:
@@ -76,8 +77,12 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         # per run, its faults fire in their order: the next one waits until the previous fired
         fired_any = False
         for run_id in run_ids:
-            waiting = next((a for a in armed if a.fault is None and a.run_id == run_id), None)
+            waiting = next((a for a in armed if a.fault is None and not a.skipped and a.run_id == run_id), None)
             snap = snaps[run_id]
+            if waiting is not None and len(run_ids) > 1 and snap.terminal and not observe.fired(waiting.spec.when, snap, started):
+                waiting.skipped = True  # the storm's account says so; the run is judged as not faulted
+                waiting.record.detail["not_fired"] = f"its run settled ({snap.flow_state}) before the trigger"
+                continue
             if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
                 waiting.fault = system.fault(waiting.spec, deployed, run_id)
                 faults.inject(waiting.fault, waiting.record)

@@ -218,7 +218,7 @@ def test_storm_checks_faulted_and_unfaulted_runs_apart():
     verdict = check(_storm_expect(executions={"step-1": 4}), h)
     assert verdict.outcome == PASS, verdict.reasons
     assert verdict.figures["storm"] == {"runs": 4, "faulted": 2, "final": {"COMPLETED": 2, "CRASHED": 2},
-                                        "stuck": [], "unaccounted_ledger_runs": []}
+                                        "stuck": [], "unaccounted_ledger_runs": [], "settled_before_fault": 0}
 
 
 def test_storm_groups_differences_and_counts_stuck_runs():
@@ -237,3 +237,16 @@ def test_storm_refuses_ledger_lines_of_runs_it_did_not_start():
 
     verdict = check(_storm_expect(), _storm(["COMPLETED", "COMPLETED"], hit=set(), stray=True))
     assert verdict.outcome == FAIL and "did not start" in verdict.reasons[-1]
+
+
+def test_a_storm_fault_whose_run_settled_first_is_not_unknown():
+    from harness.check import FAIL, check
+
+    h = _storm(["COMPLETED", "CRASHED"], hit={0})
+    h.faults.append({"kind": "kill", "target": "flow-run", "injected_at": None, "healed_at": None, "error": None,
+                     "detail": {"flow_run_id": "run-1", "not_fired": "its run settled (CRASHED) before the trigger"}})
+    verdict = check(_storm_expect(), h)
+    assert verdict.outcome == FAIL  # run-1 is judged as an unfaulted run, and it crashed
+    assert sorted(verdict.reasons) == ["1 run(s): a faulted run: final state COMPLETED (Completed), expected CRASHED",
+                                       "1 run(s): an unfaulted run: final state CRASHED (Crashed), expected COMPLETED"]
+    assert verdict.figures["storm"]["settled_before_fault"] == 1
