@@ -86,6 +86,11 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
             if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
                 waiting.fault = system.fault(waiting.spec, deployed, run_id)
                 faults.inject(waiting.fault, waiting.record)
+                if len(run_ids) > 1 and (waiting.record.error or "").startswith("inject failed: LookupError"):
+                    # a storm's poll saw the trigger late, and the run's process had already ended
+                    waiting.record.detail["not_fired"] = f"no live target when its trigger was seen: {waiting.record.error}"
+                    waiting.record.error, waiting.record.injected_at, waiting.skipped = None, None, True
+                    continue
                 if waiting.spec.heal_after_seconds is not None and waiting.record.error is None:
                     waiting.heal_at = time.time() + waiting.spec.heal_after_seconds
                 fired_any = True
