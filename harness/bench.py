@@ -62,7 +62,7 @@ def case_figures(entry: dict[str, Any], began: float, ended: float) -> dict[str,
     wall, own = ended - began, own_time(entry)
     return {"case": f"{entry['scenario']}@{entry['backend']}", "outcome": entry["verdict"]["outcome"],
             "wall": round(wall, 2), "own": round(own, 2), "overhead": round(wall - own, 2),
-            "deploy": timing.get("deploy"), "collect": timing.get("collect"),
+            "deploy": timing.get("deploy"), "follow_ups": timing.get("follow_ups"), "collect": timing.get("collect"),
             "cleanup": round(ended - entry["finished_at"], 2), "lag": observation_lag(entry)}
 
 
@@ -131,7 +131,8 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int,
 
 def render(result: dict[str, Any]) -> str:
     s = result["summary"]
-    lines = [f"{'case':48} {'outcome':8} {'wall':>7} {'own':>7} {'overhead':>8} {'deploy':>7} {'collect':>7} {'cleanup':>7} {'lag':>6}"]
+    lines = [f"{'case':48} {'outcome':8} {'wall':>7} {'own':>7} {'overhead':>8} {'deploy':>7} {'collect':>7} "
+             f"{'cleanup':>7} {'lag':>6}"]
     for c in sorted(result["cases"], key=lambda c: -c["wall"]):
         lag = "-" if c["lag"] is None else f"{c['lag']:.2f}"
         lines.append(f"{c['case']:48} {c['outcome']:8} {c['wall']:7.1f} {c['own']:7.1f} {c['overhead']:8.2f} "

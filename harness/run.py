@@ -139,14 +139,15 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
             seen_terminal = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
         finally:
             _heal_all(armed)
-        watched = time.time()
         for a in armed:
             if a.fault is not None:
                 a.record.detail.update(a.fault.close())
+        watched = time.time()
         reruns = []
         for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
             reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
             _watch(system, deployed, scenario, reruns[-1:], [], expect.settle_within_seconds)
+        followed = time.time()
         history = observe.collect(
             system.api, scenario=scenario.id, backend=backend, started_at=started,
             bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
@@ -161,7 +162,8 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
         verdict = check(expect, history, scenario)
         # where the harness's own time went (cleanup follows the journal line; the benchmark adds it)
         timing = {"deploy": round(started - began, 3), "watch": round(watched - started, 3),
-                  "collect": round(time.time() - watched, 3), "terminal_seen_at": seen_terminal}
+                  "follow_ups": round(followed - watched, 3), "collect": round(time.time() - followed, 3),
+                  "terminal_seen_at": seen_terminal}
         entry = {
             "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
             "prefect_version": prefect_version, "harness_version": __version__,
