@@ -8,6 +8,7 @@ and every backend.
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -107,9 +108,13 @@ class PrefectAPI:
     def delete_deployment(self, deployment_id: str) -> None:
         self._call("DELETE", f"/deployments/{deployment_id}")
 
-    def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], tags: list[str]) -> str:
-        body = {"parameters": parameters, "tags": tags}
-        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", SETUP, json=body)["id"]
+    def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], tags: list[str],
+                        retry_for: float = SETUP, timeout: float | None = None) -> str:
+        """A run of the deployment.  The idempotency key makes retrying a timed-out request safe:
+        the server returns the run it already made instead of making a second one."""
+        body = {"parameters": parameters, "tags": tags, "idempotency_key": uuid.uuid4().hex}
+        kw = {"timeout": timeout} if timeout is not None else {}
+        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", retry_for, json=body, **kw)["id"]
 
     def create_automation(self, body: dict[str, Any]) -> str:
         return self._call("POST", "/automations/", SETUP, json=body)["id"]

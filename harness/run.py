@@ -131,7 +131,9 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
     began = time.time()
     with system.deploy(scenario, instance) as deployed:
         started = time.time()
-        run_ids = [system.api.create_flow_run(deployed.deployment_id, params, tags)
+        # a storm's server is busy starting the first runs while the last are created: be patient
+        patience = {} if scenario.workload.runs == 1 else {"retry_for": 180.0, "timeout": 30.0}
+        run_ids = [system.api.create_flow_run(deployed.deployment_id, params, tags, **patience)
                    for _ in range(scenario.workload.runs)]
         run_id = run_ids[0]
         armed = arm(scenario, run_ids)
