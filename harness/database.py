@@ -25,6 +25,18 @@ from typing import Protocol
 from harness import procs
 from harness.engine import Unavailable
 
+
+def free_port() -> int:
+    from harness.backends.local import free_port as pick  # imported here: local imports this module
+
+    return pick()
+
+
+def port_open(port: int) -> bool:
+    from harness.backends.local import port_open as probe
+
+    return probe(port)
+
 DATABASES = ("sqlite", "postgres")
 POSTGRES_IMAGE_ENV = "CHAOS_POSTGRES_IMAGE"  # an image present locally, e.g. postgres:16-alpine
 PG_BIN_ENV = "CHAOS_PG_BIN"  # a directory holding initdb, pg_ctl, postgres
@@ -78,7 +90,7 @@ class LocalPostgres:
         self.workdir = workdir
         self.data = workdir / "pgdata"
         self.log = workdir / "postgres.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.session = session
         self.user = None if os.geteuid() != 0 else "postgres"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +134,7 @@ class ContainerPostgres:
     def __init__(self, image: str, session: str):
         from testcontainers.postgres import PostgresContainer
 
-        self.port = _free_port()
+        self.port = free_port()
         self.container = (PostgresContainer(image, port=self.port, username="prefect", password="prefect",
                                             dbname="prefect", driver="asyncpg")
                           .with_kwargs(network="host", labels={"chaos-harness.session": session,
@@ -134,7 +146,7 @@ class ContainerPostgres:
     def start(self) -> None:
         wrapped = self.container.get_wrapped_container()
         wrapped.start()
-        procs.wait_for(lambda: _accepts(self.port), 60, 0.25, f"PostgreSQL on 127.0.0.1:{self.port}")
+        procs.wait_for(lambda: port_open(self.port), 60, 0.25, f"PostgreSQL on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
         self.container.get_wrapped_container().stop(timeout=10)
@@ -168,22 +180,6 @@ def _image_present(image: str) -> bool:
             client.close()
     except Exception:
         return False
-
-
-def _accepts(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _chown_tree(path: Path, user: str) -> None:

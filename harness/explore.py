@@ -229,7 +229,8 @@ def make_machine(system: System, on_failure: list[str]):
         # -- helpers -------------------------------------------------------------------------
         def _fail(self, why: list[str]) -> None:
             text = "; ".join(why)
-            on_failure.append(self.episode.replay("explore-found") + f"# invariant broken: {text}\n")
+            notes = "".join(f"# note: {n}\n" for n in self.episode.notes)  # faults that could not be injected
+            on_failure.append(self.episode.replay("explore-found") + f"# invariant broken: {text}\n" + notes)
             raise AssertionError(text)
 
         def _terminal(self) -> bool:

@@ -46,6 +46,10 @@ FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
 
 API_FAULTS = frozenset(k for k, (targets, _) in FAULT_KINDS.items() if "api" in targets)
 
+# What every flow run of a scenario shares: a storm's fault on one of these is injected once (on
+# the first run's trigger) and has no share of runs.
+RUN_SHARED_TARGETS = frozenset({"worker", "server", "api", "node", "database"})
+
 DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server", "drain": "node", "node-loss": "node",
                   "restart-database": "database",
                   **{k: "api" for k in API_FAULTS}}

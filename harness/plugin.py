@@ -105,6 +105,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 CASES_KEY = pytest.StashKey[list]()
 
 
+def _case_of(item: pytest.Item):
+    """The (scenario, backend) a collected item runs, or None for any other test."""
+    return getattr(getattr(item, "callspec", None), "params", {}).get("chaos_case")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     """With --chaos-concurrency, the cases are known (and ordered longest first) before any runs."""
@@ -112,13 +117,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from harness.schedule import plan
 
-    cases = [item.callspec.params["chaos_case"] for item in items
-             if hasattr(item, "callspec") and "chaos_case" in item.callspec.params]
-    order = {(s.id, b): i for i, (s, b) in enumerate(plan(cases))}
-    keyed = [(order.get((item.callspec.params["chaos_case"][0].id, item.callspec.params["chaos_case"][1]), -1)
-              if hasattr(item, "callspec") and "chaos_case" in item.callspec.params else -1, i, item)
-             for i, item in enumerate(items)]
-    items[:] = [item for _, _, item in sorted(keyed, key=lambda k: (k[0], k[1]))]
+    cases = [c for c in map(_case_of, items) if c is not None]
+    rank = {(s.id, b): i for i, (s, b) in enumerate(plan(cases))}
+    # a stable sort: other tests keep their order, first
+    items.sort(key=lambda item: -1 if (c := _case_of(item)) is None else rank[(c[0].id, c[1])])
     config.stash[CASES_KEY] = cases
 
 

@@ -23,7 +23,6 @@ from harness.journal import Journal
 from harness.scenario import FaultSpec, Scenario
 
 POLL = 0.25
-SHARED = frozenset({"worker", "server", "api", "node"})
 
 
 @dataclass
@@ -47,7 +46,7 @@ def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
     armed = []
     for spec in scenario.faults:
         hit = run_ids
-        if spec.target in SHARED:  # what every run shares is hit once, on the first run's trigger
+        if spec.target in faults.RUN_SHARED_TARGETS:  # hit once, on the first run's trigger
             hit = run_ids[:1]
         elif spec.share is not None:
             positions = random.Random(zlib.crc32(f"{scenario.id}/{spec.kind}".encode())).sample(

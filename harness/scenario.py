@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS
+from harness.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS, RUN_SHARED_TARGETS
 
 BACKENDS = ("local", "docker", "kind")
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
@@ -328,7 +328,7 @@ class Scenario(_Model):
         for i, fault in enumerate(self.faults):
             if fault.share is not None and runs == 1:
                 raise ValueError(f"@faults.{i}.share: a share of runs needs several (workload.runs > 1)")
-            if runs > 1 and fault.target in ("server", "api", "node", "worker") and fault.share is not None:
+            if runs > 1 and fault.target in RUN_SHARED_TARGETS and fault.share is not None:
                 raise ValueError(f"@faults.{i}.share: {fault.kind} hits what every run shares; it has no share")
         if runs > 1 and self.then:
             raise ValueError("@then: a storm (workload.runs > 1) has no follow-ups")
