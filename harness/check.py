@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.history import TERMINAL, FlowRun, History
+from harness.history import TERMINAL, FlowRun, History, TaskRun
 from harness.scenario import Expectation, RunExpectation, Scenario
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
@@ -39,10 +39,14 @@ def _first_injection(history: History) -> float | None:
 
 
 def overlaps(history: History) -> list[dict[str, Any]]:
-    """Flow runs executed by two processes at once, from the ledger's per-process intervals."""
+    """Flow runs executed by two processes at once, from the ledger's per-process intervals.
+
+    With background task workers the unit is the task run: a flow's delayed tasks are meant to
+    run at once in several replicas; one task run in two of them is the overlap."""
+    unit = "task_run_id" if any("task_worker" in i for i in history.infrastructure) else "flow_run_id"
     spans: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
     for line in history.ledger:
-        run, who = line.get("flow_run_id"), (line.get("host"), line.get("pid"), line.get("pstart"))
+        run, who = line.get(unit), (line.get("host"), line.get("pid"), line.get("pstart"))
         if run is None:
             continue
         span = spans[run].setdefault(who, [line["time"], line["time"]])
@@ -52,7 +56,7 @@ def overlaps(history: History) -> list[dict[str, Any]]:
         procs = sorted(by_proc.items(), key=lambda kv: kv[1][0])
         for (a, (a0, a1)), (b, (b0, b1)) in zip(procs, procs[1:]):
             if b0 < a1:
-                found.append({"flow_run_id": run, "processes": [list(a[:2]), list(b[:2])], "overlap_seconds": round(a1 - b0, 3)})
+                found.append({unit: run, "processes": [list(a[:2]), list(b[:2])], "overlap_seconds": round(a1 - b0, 3)})
     return found
 
 
@@ -89,6 +93,7 @@ def figures(history: History) -> dict[str, Any]:
     infra = [i for i in history.infrastructure if main is not None and i.get("flow_run_id") == main.id]
     fig["oom_killed"] = _oom_evidence(history, infra)
     fig["exit_code"] = infra[0].get("exit_code") if infra else None
+    fig.update(_task_worker_figures(history))
     if main is None or main.final is None:
         return fig
     fig.update(final=main.final.type, final_name=main.final.name, run_count=main.run_count,
@@ -104,12 +109,39 @@ def figures(history: History) -> dict[str, Any]:
     return fig
 
 
+def _task_worker_figures(history: History) -> dict[str, Any]:
+    """Background tasks: each main-run task run's final state and run_count, and which task worker
+    replica (and generation: a restarted replica) executed each task body, from the ledger's pids."""
+    replicas = {i["pid"]: f"task-worker-{i['task_worker']}" + (f".{i['generation']}" if i.get("generation") else "")
+                for i in history.infrastructure if "task_worker" in i}
+    if not replicas:
+        return {}
+    main_ids = {r.id for r in history.runs("main")}
+    executed_by: dict[str, list[str]] = {}
+    for line in history.ledger:
+        if line.get("event") == "start":
+            executed_by.setdefault(line["task"], []).append(replicas.get(line.get("pid"), f"pid {line.get('pid')}"))
+    return {"tasks": {t.name: {"final": t.final.type if t.final else None, "run_count": t.run_count}
+                      for t in sorted(history.task_runs, key=lambda t: t.name) if t.flow_run_id in main_ids},
+            "executed_by": dict(sorted(executed_by.items()))}
+
+
+def _check_tasks(expected: dict[str, RunExpectation], history: History) -> list[str]:
+    """Task runs by name, of the main run (the last of that name, should there be several)."""
+    main = history.main
+    why = []
+    for name, wanted in expected.items():
+        runs = [t for t in history.task_runs if t.name == name and main is not None and t.flow_run_id == main.id]
+        why += check_run(wanted, runs[-1] if runs else None, f"task {name}")
+    return why
+
+
 def _matches(value: Any, allowed: Any) -> bool:
     return value in allowed if isinstance(allowed, list) else value == allowed
 
 
-def check_run(expect: RunExpectation, run: FlowRun | None, label: str) -> list[str]:
-    """Differences between one flow run and a run expectation, as sentences."""
+def check_run(expect: RunExpectation, run: FlowRun | TaskRun | None, label: str) -> list[str]:
+    """Differences between one flow (or task) run and a run expectation, as sentences."""
     if run is None or run.final is None:
         return [f"{label}: no state was observed"]
     why = []
@@ -193,6 +225,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
         why = _check_storm(expect, history) + _check_executions(expect.executions, fig)
     else:
         why = check_run(expect, history.main, "main run") + _check_executions(expect.executions, fig)
+    why += _check_tasks(expect.tasks, history)
     if expect.detect_within_seconds is not None:
         ttd = fig["time_to_detect"]
         if ttd is None:

@@ -14,12 +14,13 @@ from typing import Any, Protocol
 # kind -> (allowed targets, heals?)  A healing fault must say when it heals, unless it may also be
 # left unhealed (freeze: "frozen, not dead" both healed and not).
 FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
-    # SIGKILL / docker kill / delete the pod with grace 0
-    "kill": (frozenset({"flow-run", "worker"}), "never"),
+    # SIGKILL / docker kill / delete the pod with grace 0.  A task-worker (a `prefect task serve`
+    # replica) may heal: it is started again, as a Deployment's ReplicaSet would
+    "kill": (frozenset({"flow-run", "worker", "task-worker"}), "never"),
     # SIGTERM, grace, SIGKILL / docker stop -t / delete the pod with a grace period
-    "terminate": (frozenset({"flow-run", "worker"}), "never"),
+    "terminate": (frozenset({"flow-run", "worker", "task-worker"}), "never"),
     # SIGSTOP + SIGCONT / docker pause + unpause / pause the pod's container through containerd
-    "freeze": (frozenset({"flow-run", "worker"}), "optional"),
+    "freeze": (frozenset({"flow-run", "worker", "task-worker"}), "optional"),
     # memory limit + allocation, the kernel's OOM killer acts
     "oom": (frozenset({"flow-run"}), "never"),
     # SIGKILL the worker / delete the worker pod (an alias of kill/worker that DESIGN.md names)
@@ -48,7 +49,7 @@ API_FAULTS = frozenset(k for k, (targets, _) in FAULT_KINDS.items() if "api" in 
 
 # What every flow run of a scenario shares: a storm's fault on one of these is injected once (on
 # the first run's trigger) and has no share of runs.
-RUN_SHARED_TARGETS = frozenset({"worker", "server", "api", "node", "database"})
+RUN_SHARED_TARGETS = frozenset({"worker", "task-worker", "server", "api", "node", "database"})
 
 DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server", "drain": "node", "node-loss": "node",
                   "restart-database": "database",

@@ -43,6 +43,10 @@ class TaskRun:
     states: list[State] = field(default_factory=list)
     run_count: int = 0
 
+    @property
+    def final(self) -> State | None:
+        return self.states[-1] if self.states else None
+
 
 @dataclass
 class History:

@@ -322,7 +322,7 @@ def trend_section(report: Report) -> str:
     return "".join(out)
 
 
-EXPECT_FIELDS = ("final", "final_name", "message", "run_count", "executions", "detect_within_seconds",
+EXPECT_FIELDS = ("final", "final_name", "message", "run_count", "executions", "tasks", "detect_within_seconds",
                  "settle_within_seconds", "overlap", "flapping", "oom_killed", "exit_code")
 OBSERVED_OF = {"final": "final", "final_name": "final_name", "run_count": "run_count", "executions": "executions",
                "detect_within_seconds": "time_to_detect", "settle_within_seconds": "time_to_settle",
@@ -336,6 +336,8 @@ def _final_message(entry: Entry) -> str | None:
 
 
 def _infra_name(i: dict) -> str:
+    if "task_worker" in i:
+        return f"task worker {e(i['task_worker'])} (generation {e(i.get('generation'))}, pid {e(i.get('pid'))})"
     if i.get("pod"):
         return f"pod <code>{e(i['pod'])}</code> on <code>{e(i.get('node'))}</code>"
     return f"container <code>{e(i.get('container'))}</code>"
@@ -355,6 +357,8 @@ def detail(entry: Entry, repeats: int) -> str:
     reasons = " ".join(entry.reasons)
     for name in EXPECT_FIELDS:
         want = exp.get(name)
+        if name == "tasks" and want:  # only the fields a task's row sets
+            want = {task: {k: v for k, v in row.items() if v is not None} for task, row in want.items()}
         if want in (None, {}, False) and name not in ("overlap", "flapping"):
             continue
         got = _final_message(entry) if name == "message" else entry.figures.get(OBSERVED_OF.get(name, name))
@@ -376,8 +380,10 @@ def detail(entry: Entry, repeats: int) -> str:
                                 f"{s['timestamp'] - entry.history.get('started_at', s['timestamp']):.2f}s: {e(s['message'])}</li>")
     infra = entry.history.get("infrastructure") or []
     infra_html = ("<h3>Infrastructure</h3><ul class='tight'>" + "".join(
-        f"<li>{_infra_name(i)}: {e(i.get('status'))}{_infra_reason(i)}, exit code {e(i.get('exit_code'))}, "
-        f"OOMKilled {e(i.get('oom_killed'))}</li>" for i in infra) + "</ul>") if infra else ""
+        f"<li>{_infra_name(i)}: " + (("running at the end" if i.get("exit_code") is None else
+                                      f"exit code {e(i.get('exit_code'))}") if "task_worker" in i else
+                                     f"{e(i.get('status'))}{_infra_reason(i)}, exit code {e(i.get('exit_code'))}, "
+                                     f"OOMKilled {e(i.get('oom_killed'))}") + "</li>" for i in infra) + "</ul>") if infra else ""
     unverified = (f"<p class='unverified-note'><span class='unverified'>unverified</span> This expectation has not "
                   f"been confirmed by a real run yet; it rests on: {e(entry.unverified)}. A fail here may be the "
                   f"matrix's error, not Prefect's.</p>") if entry.unverified else ""

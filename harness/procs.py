@@ -152,10 +152,12 @@ class Spawned:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """End the whole process tree: certain, not hopeful (SIGKILL after ``grace``)."""
-        try:
-            procs = tree(psutil.Process(self.pid))
-        except psutil.Error:
-            procs = []
+        procs = []
+        if self.popen.poll() is None:  # once reaped, its pid may be another process's
+            try:
+                procs = tree(psutil.Process(self.pid))
+            except psutil.Error:
+                pass
         if procs:
             stop(procs, grace)
         try:

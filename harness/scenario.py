@@ -60,6 +60,10 @@ class Workload(_Model):
     flow: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     runs: int = Field(1, ge=1, le=200)  # flow runs started at once (a storm); each is checked
+    # background tasks: this many `prefect task serve` replicas serve the workload's `work` task
+    # (local backend), each running at most task_worker_limit task runs at once (Prefect's --limit)
+    task_workers: int = Field(0, ge=0, le=8)
+    task_worker_limit: int | None = Field(None, ge=1)
 
     @field_validator("flow")
     @classmethod
@@ -90,6 +94,7 @@ class Config(_Model):
     flow_retries: int = Field(0, ge=0)
     retry_delay_seconds: float = Field(0, ge=0)
     cache_policy: Literal[CACHE_POLICIES] = "default"  # type: ignore[valid-type]
+    task_retries: int = Field(0, ge=0)  # a background task's retries (the served task's options)
     heartbeat_seconds: int | None = Field(None, ge=30)
     zombie_automation_within: int | None = Field(None, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
@@ -149,6 +154,8 @@ class FaultSpec(_Model):
     fraction: float | None = Field(None, gt=0, le=1)  # the share of matching requests hit (default all)
     path: str | None = None  # a regex searched in 'METHOD /api/route', ids written {id}
     share: float | None = Field(None, gt=0, le=1)  # a storm: the share of its runs this fault hits (seeded)
+    # task-worker: the replica running the trigger's task (default) or every replica
+    replicas: Literal["running", "all"] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -164,8 +171,15 @@ class FaultSpec(_Model):
         if target not in targets:
             raise ValueError(f"@target: fault {self.kind!r} cannot target {target!r} (allowed: {', '.join(sorted(targets))})")
         object.__setattr__(self, "target", target)
-        if heals == "never" and self.heal_after_seconds is not None:
+        if heals == "never" and self.heal_after_seconds is not None and target != "task-worker":
             raise ValueError(f"@heal_after_seconds: fault {self.kind!r} does not heal; remove it")
+        if target == "task-worker":
+            object.__setattr__(self, "replicas", self.replicas or "running")
+            if self.replicas == "running" and self.when.task is None:
+                raise ValueError("@replicas: 'running' finds the replica by the trigger's task; give a task "
+                                 "trigger or replicas: all")
+        elif self.replicas is not None:
+            raise ValueError(f"@replicas: only a task-worker target has replicas, not {target!r}")
         if heals == "required" and self.heal_after_seconds is None:
             raise ValueError(f"@heal_after_seconds: fault {self.kind!r} needs it (how long the target stays down)")
         if self.mem_limit is not None:
@@ -224,6 +238,8 @@ class Prediction(RunExpectation):
 
 class Expectation(RunExpectation):
     executions: dict[str, Count] = Field(default_factory=dict)
+    # task runs by name (a background task's state is its own, not its submitter's)
+    tasks: dict[str, RunExpectation] = Field(default_factory=dict)
     # a storm (workload.runs > 1): the run fields above are for the runs no fault hit; these for
     # the runs a fault hit.  executions are totals over every run.
     faulted: RunExpectation | None = None
@@ -334,6 +350,24 @@ class Scenario(_Model):
             raise ValueError("@then: a storm (workload.runs > 1) has no follow-ups")
         if runs == 1 and self.expect.faulted is not None:
             raise ValueError("@expect.faulted: only a storm (workload.runs > 1) has faulted runs apart")
+        return self
+
+    @model_validator(mode="after")
+    def _task_workers(self) -> "Scenario":
+        w = self.workload
+        if w.task_workers:
+            if self.backends != ["local"]:
+                raise ValueError("@workload.task_workers: only the local backend starts task workers "
+                                 f"(listed: {', '.join(self.backends)})")
+            if w.runs > 1:
+                raise ValueError("@workload.task_workers: a storm (workload.runs > 1) has no task workers")
+        elif w.flow == "background":
+            raise ValueError("@workload.task_workers: the background workload's tasks need task workers (1 or more)")
+        if w.task_worker_limit is not None and not w.task_workers:
+            raise ValueError("@workload.task_worker_limit: there are no task workers (workload.task_workers)")
+        for i, fault in enumerate(self.faults):
+            if fault.target == "task-worker" and not w.task_workers:
+                raise ValueError(f"@faults.{i}.target: no task workers to hit (workload.task_workers is 0)")
         return self
 
     @model_validator(mode="after")

@@ -1,7 +1,7 @@
 """The checker on hand-written histories: every verdict path, every figure."""
 
 from harness.check import check, figures, overlaps
-from harness.history import FlowRun, History, State
+from harness.history import FlowRun, History, State, TaskRun
 from harness.scenario import Expectation, Scenario
 
 T0 = 1000.0
@@ -250,3 +250,43 @@ def test_a_storm_fault_whose_run_settled_first_is_not_unknown():
     assert sorted(verdict.reasons) == ["1 run(s): a faulted run: final state COMPLETED (Completed), expected CRASHED",
                                        "1 run(s): an unfaulted run: final state CRASHED (Crashed), expected COMPLETED"]
     assert verdict.figures["storm"]["settled_before_fault"] == 1
+
+
+def _background(step2_states, ledger):
+    h = history([st("SCHEDULED", 0), st("RUNNING", 2)], ledger=ledger,
+                faults=[{"kind": "kill", "target": "task-worker", "injected_at": T0 + 5, "healed_at": None,
+                         "detail": {"task_workers": [1]}, "error": None}])
+    h.task_runs = [TaskRun("t1", "run-1", "step-1", [st("RUNNING", 3), st("COMPLETED", 9)], 1),
+                   TaskRun("t2", "run-1", "step-2", step2_states, 1)]
+    h.infrastructure = [{"task_worker": 0, "generation": 0, "pid": 10}, {"task_worker": 1, "generation": 0, "pid": 11},
+                        {"task_worker": 1, "generation": 1, "pid": 12}]
+    return h
+
+
+def test_background_tasks_are_checked_by_name_and_their_replicas_named():
+    ledger = [dict(line("step-1", 3, pid=10), task_run_id="t1"), dict(line("step-2", 3.5, pid=11), task_run_id="t2"),
+              dict(line("step-1", 9, pid=10, event="end"), task_run_id="t1"),
+              dict(line("step-2", 20, pid=12), task_run_id="t2")]
+    h = _background([st("RUNNING", 3.5)], ledger)
+    want = {"step-1": {"final": "COMPLETED"}, "step-2": {"final": "RUNNING", "run_count": 1}}
+    v = check(expect(final="RUNNING", tasks=want), h)
+    assert v.outcome == "pass", v.reasons
+    assert v.figures["executed_by"] == {"step-1": ["task-worker-0"], "step-2": ["task-worker-1", "task-worker-1.1"]}
+    assert v.figures["tasks"]["step-2"] == {"final": "RUNNING", "run_count": 1}
+    # two replicas at once, each on its own task run, is no overlap; one task run in two is
+    assert v.figures["overlaps"] == []
+    h.ledger.append(dict(line("step-1", 4, pid=11), task_run_id="t1"))
+    assert [o["task_run_id"] for o in overlaps(h)] == ["t1"]
+    v = check(expect(final="RUNNING", tasks={"step-2": {"final": "COMPLETED"}, "step-9": {"final": "COMPLETED"}}),
+              _background([st("RUNNING", 3.5)], ledger))
+    assert v.outcome == "fail"
+    assert "task step-2: final state RUNNING (Running), expected COMPLETED" in v.reasons
+    assert "task step-9: no state was observed" in v.reasons
+
+
+def test_without_task_workers_the_overlap_unit_stays_the_flow_run():
+    h = history(CRASHED_RUN, ledger=[dict(line("step-1", 3, pid=1), task_run_id="a"),
+                                     dict(line("step-2", 4, pid=2), task_run_id="b"),
+                                     dict(line("step-1", 5, pid=1, event="end"), task_run_id="a")])
+    assert [o["flow_run_id"] for o in overlaps(h)] == ["run-1"]
+    assert "executed_by" not in figures(h)

@@ -142,6 +142,37 @@ def test_restart_server_needs_heal_time(tmp_path):
     assert "faults.0.heal_after_seconds: fault 'restart-server' needs it" in err
 
 
+BACKGROUND = GOOD.replace("{flow: pipeline, parameters: {steps: 2}}", "{flow: background, task_workers: 2}").replace(
+    "{kind: kill, when", "{kind: kill, target: task-worker, when")
+
+
+def test_task_workers_and_their_faults(tmp_path):
+    [s] = load_matrix(write(tmp_path, BACKGROUND))
+    assert s.workload.task_workers == 2 and s.faults[0].target == "task-worker" and s.faults[0].replicas == "running"
+    # a killed replica may be started again (heal), which no other kill does
+    [s] = load_matrix(write(tmp_path, BACKGROUND.replace("when:", "heal_after_seconds: 5, replicas: all, when:")))
+    assert s.faults[0].heal_after_seconds == 5 and s.faults[0].replicas == "all"
+    cases = [
+        (BACKGROUND.replace("backends: [local]", "backends: [local, docker]"),
+         ": workload.task_workers: only the local backend starts task workers"),
+        (BACKGROUND.replace("task_workers: 2", "task_workers: 0"),
+         ": workload.task_workers: the background workload's tasks need task workers"),
+        (GOOD.replace("{kind: kill, when", "{kind: kill, target: task-worker, when"),
+         ": faults.0.target: no task workers to hit"),
+        (GOOD.replace("{kind: kill, when", "{kind: kill, replicas: all, when"),
+         ": faults.0.replicas: only a task-worker target has replicas, not 'flow-run'"),
+        (BACKGROUND.replace("when: {task: step-1, state: running}", "when: {after_seconds: 3}"),
+         ": faults.0.replicas: 'running' finds the replica by the trigger's task"),
+        (GOOD.replace("{kind: kill, when", "{kind: kill, heal_after_seconds: 5, when"),
+         ": faults.0.heal_after_seconds: fault 'kill' does not heal"),
+        (GOOD.replace("{steps: 2}}", "{steps: 2}, task_worker_limit: 1}"),
+         ": workload.task_worker_limit: there are no task workers"),
+    ]
+    for text, words in cases:
+        [err] = errors_of(tmp_path, text)
+        assert words in err and "scenario 'kill-it'" in err, (words, err)
+
+
 def test_select_by_glob_and_backend(tmp_path):
     scenarios = load_matrix(write(tmp_path, GOOD.replace("[local]", "[local, docker]")))
     assert [(s.id, b) for s, b in select(scenarios, ["kill-*"], ["local"])] == [("kill-it", "local")]

@@ -24,6 +24,7 @@ import psutil
 from harness import cgroups, procs
 from harness.api import APIError, PrefectAPI
 from harness.backends import Deployed
+from harness.backends.taskworkers import TaskWorkerFault, TaskWorkers
 from harness.database import open_database
 from harness.ledger import LEDGER_ENV
 from harness.proxy import ApiFault, FaultProxy
@@ -269,6 +270,7 @@ def flow_env(scenario: Scenario, ledger: Path, results: Path, pythonpath: str) -
     env = {
         LEDGER_ENV: str(ledger),
         "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
+        "CHAOS_TASK_RETRIES": str(cfg.task_retries),
         "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
         "CHAOS_CACHE_POLICY": cfg.cache_policy,
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results),  # no cache shared across scenarios
@@ -405,8 +407,36 @@ class LocalSystem:
                 procs.signal_all(orphans, signal.SIGKILL)
                 procs.wait_gone(orphans, 5)
 
-        return scenario_deployment(self, scenario, instance, "process", job_variables, remove_orphans,
-                                   mem_limit=scenario.config.job.mem_limit)
+        deployment = scenario_deployment(self, scenario, instance, "process", job_variables, remove_orphans,
+                                         mem_limit=scenario.config.job.mem_limit)
+        if not scenario.workload.task_workers:
+            return deployment
+        return self._with_task_workers(deployment, scenario, instance)
+
+    @contextmanager
+    def _with_task_workers(self, deployment: AbstractContextManager[Deployed], scenario: Scenario,
+                           instance: str) -> Iterator[Deployed]:
+        """The scenario's deployment plus its ``prefect task serve`` replicas, with the flow run's
+        environment and API URL (through the fault proxy, if the scenario has one)."""
+        with deployment as deployed:
+            proxy = deployed.extra.get("proxy")
+            home = self.workdir / instance
+            env = {**self.env, **flow_env(scenario, deployed.ledger, home / "results", str(FLOWS_DIR)),
+                   "PREFECT_API_URL": proxy.api_url if proxy is not None else self.server.api_url,
+                   "CHAOS_INSTANCE": instance}
+            workload = scenario.workload
+            workers = TaskWorkers(workload.task_workers, f"{FLOWS_DIR / workload.flow}.py:work", env, home,
+                                  workload.task_worker_limit)
+            deployed.extra["task_workers"] = workers
+            try:
+                yield deployed
+            finally:
+                workers.stop(grace=WORKER_GRACE)
+
+    def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
+        """The task workers a scenario had (which replica executed what: the ledger's pids)."""
+        workers = deployed.extra.get("task_workers")
+        return workers.account() if workers is not None else []
 
     def _flow_run_processes(self, flow_run_id: str) -> Callable[[], list[psutil.Process]]:
         return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)
@@ -423,6 +453,9 @@ class LocalSystem:
             made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
         elif spec.target == "worker":
             made = worker_fault(spec, deployed)
+        elif spec.target == "task-worker":
+            made = TaskWorkerFault(spec.kind, deployed.extra["task_workers"], spec.replicas, spec.when.task,
+                                   deployed.ledger, spec.grace_seconds)
         else:
             made = SignalFault(spec.kind, self._flow_run_processes(flow_run_id), spec.grace_seconds, "flow-run")
         deployed.extra["faults"].append(made)

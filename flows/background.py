@@ -1,0 +1,52 @@
+"""Background tasks: a flow submits ``tasks`` runs of ``work`` with ``.delay()`` and waits for them.
+
+The task runs execute in ``prefect task serve`` replicas (the harness starts them beside the
+worker; ``workload.task_workers``), not in the flow-run process: the flow only submits and
+waits, as a web app or a flow that offloads work would.  Each task run is named ``step-N``, so
+triggers and the ledger name them as they name a pipeline's steps.  The served task's own
+retries come from the replica's environment (``CHAOS_TASK_RETRIES``): a task served in the
+background runs with the options of the replica's task object, not the submitter's.
+
+Waiting is more than ``future.result()``: Prefect 3 records a task run's states from events, so
+right after ``.delay()`` the run can still have no state, and ``result()`` then raises
+``RuntimeError: ... has no state which means it hasn't started yet`` (seen here on Prefect
+3.8.8 in a run without any fault).  The flow waits that out, as a user's code must.
+"""
+
+import os
+import time
+
+from prefect import flow, task
+
+from _workload import flow_options, ledger, sleep
+
+
+@task(persist_result=True, task_run_name="step-{index}")
+def _work(index: int, seconds: float) -> int:
+    with ledger.execution(f"step-{index}"):
+        sleep(seconds)
+    return index
+
+
+# what `prefect task serve flows/background.py:work` serves
+work = _work.with_options(retries=int(os.environ.get("CHAOS_TASK_RETRIES", "0")),
+                          retry_delay_seconds=float(os.environ.get("CHAOS_RETRY_DELAY_SECONDS", "0")))
+
+
+@flow(name="background")
+def _background(tasks: int = 4, sleep: float = 5.0) -> list[int]:
+    futures = [work.delay(i, sleep) for i in range(1, tasks + 1)]
+    return [_result(f) for f in futures]
+
+
+def _result(future):
+    while True:
+        try:
+            return future.result()
+        except RuntimeError as exc:
+            if "has no state" not in str(exc):
+                raise
+            time.sleep(0.5)  # its Scheduled state is not recorded yet
+
+
+background = _background.with_options(**flow_options())

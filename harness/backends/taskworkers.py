@@ -1,0 +1,140 @@
+"""Background task workers: ``prefect task serve`` replicas of one scenario, and faults on them.
+
+A scenario whose workload has ``task_workers: N`` gets N replicas serving the workload's ``work``
+task beside its worker, with the flow run's environment (ledger, result storage, retries), so a
+task run submitted with ``.delay()`` executes in one of them.  A replica is a host process marked
+with the session and the scenario instance like every other process of the harness.
+
+Which replica runs a task run is the server's choice; the ledger line a task body writes names
+its process, so a fault on "the replica running step-1" is aimed by that line, and the history
+can say which replica executed what (``account``).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness import ledger, procs
+
+REPLICA_ENV = "CHAOS_REPLICA"
+FIND_RUNNING_SECONDS = 10.0  # a task is Running in the API a moment before its body's ledger line
+
+
+class TaskWorkers:
+    """The replicas of one scenario; a killed replica may be started again (a new generation)."""
+
+    def __init__(self, count: int, entrypoint: str, env: dict[str, str], home: Path, limit: int | None = None):
+        self.entrypoint, self.env, self.home, self.limit = entrypoint, env, home, limit
+        self.started: list[tuple[int, int, procs.Spawned, float]] = []  # (replica, generation, process, at)
+        try:
+            for replica in range(count):
+                self.start(replica)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self, replica: int) -> procs.Spawned:
+        generation = sum(1 for r, *_ in self.started if r == replica)
+        argv = [sys.executable, "-m", "prefect", "task", "serve", self.entrypoint]
+        if self.limit is not None:
+            argv += ["--limit", str(self.limit)]
+        proc = procs.Spawned(argv, {**self.env, REPLICA_ENV: str(replica)},
+                             self.home / f"task-worker-{replica}.{generation}.log")
+        self.started.append((replica, generation, proc, time.time()))
+        return proc
+
+    def live(self) -> dict[int, procs.Spawned]:
+        """The current process of every replica that runs."""
+        current: dict[int, procs.Spawned] = {}
+        for replica, _, proc, _ in self.started:
+            current[replica] = proc
+        return {r: p for r, p in current.items() if p.running()}
+
+    def running(self, task: str, ledger_path: Path, wait: float = FIND_RUNNING_SECONDS) -> list[int]:
+        """The replica whose process wrote the last unfinished execution of ``task`` (waiting for
+        the ledger line a moment; an empty list if none appears)."""
+        deadline = time.monotonic() + wait
+        while True:
+            by_pid = {p.pid: r for r, p in self.live().items()}
+            open_starts: dict[int, dict] = {}
+            for line in ledger.read(ledger_path)[0]:
+                if line.get("task") != task or line.get("pid") not in by_pid:
+                    continue
+                if line.get("event") == "start":
+                    open_starts[line["pid"]] = line
+                else:
+                    open_starts.pop(line["pid"], None)
+            if open_starts:
+                latest = max(open_starts.values(), key=lambda l: l.get("time", 0))
+                return [by_pid[latest["pid"]]]
+            if time.monotonic() >= deadline:
+                return []
+            time.sleep(0.1)
+
+    def account(self) -> list[dict[str, Any]]:
+        """Every replica process the scenario had: which replica, which generation, its pid."""
+        return [{"task_worker": r, "generation": g, "pid": p.pid, "started_at": round(at, 3),
+                 "exit_code": p.popen.poll()} for r, g, p, at in self.started]
+
+    def stop(self, grace: float = 5.0) -> None:
+        for _, _, proc, _ in self.started:
+            proc.stop(grace=grace)  # one already gone is only waited for
+
+
+class TaskWorkerFault:
+    """kill / terminate / freeze of replicas; healing a kill or terminate starts them again."""
+
+    def __init__(self, kind: str, workers: TaskWorkers, which: str, task: str | None, ledger_path: Path,
+                 grace: float):
+        self.kind, self.workers, self.which, self.task = kind, workers, which, task
+        self.ledger_path, self.grace = ledger_path, grace
+        self.hit: list[int] = []
+        self.frozen: list[psutil.Process] = []
+
+    def _targets(self) -> list[int]:
+        if self.which == "all":
+            return sorted(self.workers.live())
+        return self.workers.running(self.task, self.ledger_path)
+
+    def inject(self) -> dict[str, Any]:
+        self.hit = self._targets()
+        if not self.hit:
+            raise LookupError(f"no live task worker {'runs ' + self.task if self.which == 'running' else ''}".strip())
+        live = self.workers.live()
+        spawned = [live[r] for r in self.hit]
+        detail: dict[str, Any] = {"task_workers": self.hit, "pids": [p.pid for p in spawned]}
+        if self.kind == "freeze":
+            self.frozen = [psutil.Process(p.pid) for p in spawned]
+            procs.signal_all(self.frozen, signal.SIGSTOP)
+            return {**detail, "signal": "SIGSTOP"}
+        # waited for through Popen, not psutil, so the account keeps each replica's exit status
+        first = signal.SIGKILL if self.kind == "kill" else signal.SIGTERM
+        for p in spawned:
+            p.popen.send_signal(first)
+        if self.kind == "terminate":
+            detail.update(grace_seconds=self.grace, sigkilled_after_grace=[])
+            deadline = time.monotonic() + self.grace
+            for p in spawned:
+                try:
+                    p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.popen.kill()
+                    detail["sigkilled_after_grace"].append(p.pid)
+        for p in spawned:
+            p.popen.wait(timeout=10)
+        return {**detail, "signal": first.name}
+
+    def heal(self) -> dict[str, Any]:
+        if self.kind == "freeze":
+            return {"continued": procs.signal_all(self.frozen, signal.SIGCONT)}
+        return {"restarted": {r: self.workers.start(r).pid for r in self.hit}}
+
+    def close(self) -> dict[str, Any]:
+        return {}
