@@ -6,3 +6,11 @@ cue, records everything into a history and checks it against the expected-state 
 """
 
 __version__ = "0.1.0"
+
+
+def discover(discover_system: bool = True) -> dict:
+    """``chaos discover prefect-chaos-harness``: the Chaos Toolkit extension's activities
+    (``harness.ctk``; needs the ctk extra)."""
+    from harness.ctk import discover as activities
+
+    return activities(discover_system)

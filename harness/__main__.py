@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness validate|run|report|image build|kind config``.
+"""Command line: ``python -m harness validate|run|report|image build|bench|explore|kind config|export-ctk``.
 
 ``validate PATH...`` checks matrix files and prints every error (file, scenario, field).
 ``run`` is the main job: the chaos matrix through pytest (``-m chaos``), ending with the
@@ -11,6 +11,9 @@ Prefect image without a registry; it prints the image's tag.
 case, matrix wall time against its longest case, observation lag, peak RSS and CPU.
 ``kind config`` prints a kind cluster config with the mounts the kind backend needs, for a
 cluster the user creates and then allows (``--chaos-allow-context``).
+``export-ctk SCENARIO`` writes the scenario as a Chaos Toolkit experiment (JSON) that ``chaos run``
+plays with the harness's own actions and probes (``harness.ctk``), or says which of its fields
+an experiment cannot express.
 """
 
 from __future__ import annotations
@@ -153,6 +156,29 @@ def kind_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_ctk(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.ctk.export import ExportRefused, export
+
+    try:
+        experiment = export(args.scenario, args.backend, args.matrix)
+    except (MatrixError, ExportRefused) as exc:
+        for line in exc.errors:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # no such scenario
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(experiment, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"experiment: {args.output} (run it: chaos run {args.output})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,13 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--name", default="chaos-harness", help="the kind cluster's name")
     k.add_argument("--shared-dir", default=str(Path.home() / ".cache" / "chaos-harness" / "kind-shared"),
                    help="a host directory every node mounts at the same path (ledgers, results)")
+    x = sub.add_parser("export-ctk", help="write a scenario as a Chaos Toolkit experiment (JSON)")
+    x.add_argument("scenario", help="the scenario's id")
+    x.add_argument("--backend", default="local", choices=["local", "docker", "kind"])
+    x.add_argument("--matrix", help="matrix file or directory (default: the repository's scenarios/)")
+    x.add_argument("-o", "--output", help="the experiment file to write (default: stdout)")
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         return run(args, extra)  # the rest goes to pytest
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths),
-                "bench": bench, "explore": explore}
+                "bench": bench, "explore": explore, "export-ctk": export_ctk}
     return handlers[args.command](args)
 
 
