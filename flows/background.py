@@ -3,7 +3,8 @@
 The task runs execute in ``prefect task serve`` replicas (the harness starts them beside the
 worker; ``workload.task_workers``), not in the flow-run process: the flow only submits and
 waits, as a web app or a flow that offloads work would.  Each task run is named ``step-N``, so
-triggers and the ledger name them as they name a pipeline's steps.  The served task's own
+triggers and the ledger name them as they name a pipeline's steps (the flow names each run as
+it submits it; Prefect would name it ``_work-N`` until a replica starts it).  The served task's own
 retries come from the replica's environment (``CHAOS_TASK_RETRIES``): a task served in the
 background runs with the options of the replica's task object, not the submitter's.
 
@@ -16,7 +17,7 @@ right after ``.delay()`` the run can still have no state, and ``result()`` then 
 import os
 import time
 
-from prefect import flow, task
+from prefect import flow, get_client, task
 
 from _workload import flow_options, ledger, sleep
 
@@ -35,7 +36,12 @@ work = _work.with_options(retries=int(os.environ.get("CHAOS_TASK_RETRIES", "0"))
 
 @flow(name="background")
 def _background(tasks: int = 4, sleep: float = 5.0) -> list[int]:
-    futures = [work.delay(i, sleep) for i in range(1, tasks + 1)]
+    futures = []
+    with get_client(sync_client=True) as client:
+        for i in range(1, tasks + 1):
+            futures.append(work.delay(i, sleep))
+            # named now, not only when a replica starts it: a run no replica ever starts is found too
+            client.set_task_run_name(futures[-1].task_run_id, f"step-{i}")
     return [_result(f) for f in futures]
 
 

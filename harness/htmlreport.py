@@ -384,6 +384,10 @@ def detail(entry: Entry, repeats: int) -> str:
                                       f"exit code {e(i.get('exit_code'))}") if "task_worker" in i else
                                      f"{e(i.get('status'))}{_infra_reason(i)}, exit code {e(i.get('exit_code'))}, "
                                      f"OOMKilled {e(i.get('oom_killed'))}") + "</li>" for i in infra) + "</ul>") if infra else ""
+    executed_by = entry.figures.get("executed_by")
+    if executed_by:  # background tasks: which replica (and generation) ran each task body
+        infra_html += "<p class='small'>Task bodies executed by: " + "; ".join(
+            f"<code>{e(task)}</code> {e(', '.join(who))}" for task, who in executed_by.items()) + "</p>"
     unverified = (f"<p class='unverified-note'><span class='unverified'>unverified</span> This expectation has not "
                   f"been confirmed by a real run yet; it rests on: {e(entry.unverified)}. A fail here may be the "
                   f"matrix's error, not Prefect's.</p>") if entry.unverified else ""

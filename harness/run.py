@@ -113,6 +113,17 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         time.sleep(POLL)
 
 
+def add_infrastructure(history: Any, system: System, deployed: Deployed) -> None:
+    """The backend's own account of what ran (docker: exit codes and OOMKilled; local: task
+    workers), where it keeps one; its failure is a note, never a lost history."""
+    account = getattr(system, "infrastructure", None)
+    if account is not None:
+        try:
+            history.infrastructure = account(deployed)
+        except Exception as exc:
+            history.notes.append(f"infrastructure account unavailable: {type(exc).__name__}: {exc}")
+
+
 def _heal_all(armed: list[Armed]) -> None:
     """Faults whose heal time is past the bound still heal: a server must come back up."""
     for a in armed:
@@ -154,12 +165,7 @@ def run_scenario(scenario: Scenario, system: System, journal: Journal | None = N
             bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
             faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
         history.notes += deployed.notes
-        account = getattr(system, "infrastructure", None)
-        if account is not None:
-            try:
-                history.infrastructure = account(deployed)
-            except Exception as exc:
-                history.notes.append(f"infrastructure account unavailable: {type(exc).__name__}: {exc}")
+        add_infrastructure(history, system, deployed)
         verdict = check(expect, history, scenario)
         # where the harness's own time went (cleanup follows the journal line; the benchmark adds it)
         timing = {"deploy": round(started - began, 3), "watch": round(watched - started, 3),

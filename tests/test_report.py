@@ -192,3 +192,20 @@ def test_an_unverified_expectation_is_marked_in_the_matrix_and_the_detail(tmp_pa
     assert len(marked) == 1 and "expectation unverified: prefect-kubernetes 0.8.0 source: observer &lt;crash&gt;" in marked[0]
     assert html.count("unverified-note") == 2  # the style rule and the kind detail, not the local one
     assert "pod <code>p1</code> on <code>chaos-x-worker2</code>: Failed (Evicted, OOMKilled), exit code 137" in html
+
+
+def test_background_task_workers_and_task_expectations_in_the_detail(tmp_path):
+    e = entry(scenario="background-kill", kinds=("kill",), expectation={
+        "final": "RUNNING", "settle_within_seconds": 60,
+        "tasks": {"step-2": {"final": "RUNNING", "final_name": None, "message": None, "run_count": None}}},
+        tasks={"step-2": {"final": "RUNNING", "run_count": 1}},
+        executed_by={"step-1": ["task-worker-1"], "step-2": ["task-worker-0", "task-worker-0.1"]})
+    e["history"]["infrastructure"] = [{"task_worker": 0, "generation": 0, "pid": 41, "started_at": T, "exit_code": -9},
+                                      {"task_worker": 0, "generation": 1, "pid": 42, "started_at": T, "exit_code": None}]
+    out, _ = htmlreport.write([journal(tmp_path / "j.jsonl", e)], tmp_path / "r.html")
+    html = out.read_text()
+    assert "task worker 0 (generation 0, pid 41): exit code -9" in html
+    assert "task worker 0 (generation 1, pid 42): running at the end" in html
+    assert "<code>step-2</code> task-worker-0, task-worker-0.1" in html
+    # the expected column shows only the fields the row sets, the observed one the figures
+    assert "<td>tasks</td><td><code>{&quot;step-2&quot;: {&quot;final&quot;: &quot;RUNNING&quot;}}</code>" in html

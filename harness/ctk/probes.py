@@ -18,7 +18,7 @@ from harness import ledger, observe
 from harness.check import figures
 from harness.ctk import seconds, state
 from harness.history import FlowRun, History, TaskRun
-from harness.run import POLL
+from harness.run import POLL, add_infrastructure
 
 __all__ = ["flow_run_state", "flow_run_state_name", "flow_run_message", "flow_run_count", "task_run_state",
            "task_run_count", "executions", "subflow_states", "time_to_detect", "overlapping", "flapping",
@@ -37,12 +37,7 @@ def _history(run: state.Run) -> History:
         run.system.api, scenario=run.scenario.id, backend=run.backend, started_at=run.started,
         bound=run.expect.settle_within_seconds, main_id=run.flow_run_id, rerun_ids=[],
         faults=[i.record.as_dict() for i in run.faults], ledger_path=run.deployed.ledger)
-    account = getattr(run.system, "infrastructure", None)  # the backend's own account (docker: exit codes)
-    if account is not None:
-        try:
-            history.infrastructure = account(run.deployed)
-        except Exception as exc:
-            history.notes.append(f"infrastructure account unavailable: {type(exc).__name__}: {exc}")
+    add_infrastructure(history, run.system, run.deployed)
     return history
 
 
