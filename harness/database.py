@@ -24,18 +24,8 @@ from typing import Protocol
 
 from harness import procs
 from harness.engine import Unavailable
+from harness.net import free_port, port_open
 
-
-def free_port() -> int:
-    from harness.backends.local import free_port as pick  # imported here: local imports this module
-
-    return pick()
-
-
-def port_open(port: int) -> bool:
-    from harness.backends.local import port_open as probe
-
-    return probe(port)
 
 DATABASES = ("sqlite", "postgres")
 POSTGRES_IMAGE_ENV = "CHAOS_POSTGRES_IMAGE"  # an image present locally, e.g. postgres:16-alpine

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from harness import cgroups, procs
-from harness.backends.local import port_open
+from harness.net import port_open
 from harness.session import WORKDIR_PREFIX, clean_abandoned
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 
 from harness import procs
 from harness.backends import Deployed
-from harness.backends.local import port_open
+from harness.net import port_open
 from harness.ctk import actions, find_scenario, probes, state
 from harness.ctk.export import ExportRefused, experiment, export, refusals, tolerance
 from harness.scenario import Scenario, load_matrix

@@ -25,9 +25,10 @@ from typing import Any, Callable
 from harness import engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
-from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env, free_port,
+from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env,
                                     scenario_deployment, worker_fault)
 from harness.database import open_database
+from harness.net import free_port
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads its config

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import zlib
 from contextlib import AbstractContextManager, contextmanager
@@ -24,25 +23,15 @@ import psutil
 from harness import cgroups, procs
 from harness.api import APIError, PrefectAPI
 from harness.backends import Deployed
+from harness.backends.signals import SignalFault
 from harness.backends.taskworkers import TaskWorkerFault, TaskWorkers
 from harness.database import open_database
 from harness.ledger import LEDGER_ENV
+from harness.net import free_port
 from harness.proxy import ApiFault, FaultProxy
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
 WORKER_GRACE = 5.0  # SIGTERM, then this long, then SIGKILL: an idle worker may ignore SIGTERM
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def clean_env(home: Path, session: str) -> dict[str, str]:
@@ -102,42 +91,6 @@ class PrefectServer:
         if self.proc is not None:
             self.proc.stop(grace=10)
             self.proc = None
-
-
-class SignalFault:
-    """kill / terminate / freeze of processes resolved when the fault fires."""
-
-    def __init__(self, kind: str, resolve: Callable[[], list[psutil.Process]], grace: float, label: str):
-        self.kind, self.resolve, self.grace, self.label = kind, resolve, grace, label
-        self.frozen: list[psutil.Process] = []
-
-    def inject(self) -> dict[str, Any]:
-        targets = self.resolve()
-        if not targets:
-            raise LookupError(f"no live {self.label} process of this scenario")
-        pids = [p.pid for p in targets]
-        if self.kind == "kill":
-            procs.signal_all(targets, signal.SIGKILL)
-            return {"pids": pids, "signal": "SIGKILL"}
-        if self.kind == "freeze":
-            self.frozen = targets
-            procs.signal_all(targets, signal.SIGSTOP)
-            return {"pids": pids, "signal": "SIGSTOP"}
-        # terminate: SIGTERM to the topmost process (as docker stop and a pod deletion do),
-        # wait the grace period, then SIGKILL whatever of the tree is left
-        procs.signal_all(procs.roots(targets), signal.SIGTERM)
-        survivors = procs.wait_gone(targets, self.grace)
-        procs.signal_all(survivors, signal.SIGKILL)
-        return {"pids": pids, "signal": "SIGTERM", "grace_seconds": self.grace,
-                "sigkilled_after_grace": [p.pid for p in survivors]}
-
-    def heal(self) -> dict[str, Any]:
-        if self.kind != "freeze":
-            return {}
-        return {"continued": procs.signal_all(self.frozen, signal.SIGCONT)}
-
-    def close(self) -> dict[str, Any]:
-        return {}
 
 
 class OomFault:
@@ -426,12 +379,12 @@ class LocalSystem:
                    "CHAOS_INSTANCE": instance}
             workload = scenario.workload
             workers = TaskWorkers(workload.task_workers, f"{FLOWS_DIR / workload.flow}.py:work", env, home,
-                                  workload.task_worker_limit)
+                                  workload.task_worker_limit, WORKER_GRACE)
             deployed.extra["task_workers"] = workers
             try:
                 yield deployed
             finally:
-                workers.stop(grace=WORKER_GRACE)
+                workers.stop()
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """The task workers a scenario had (which replica executed what: the ledger's pids)."""
