@@ -82,10 +82,25 @@ def alive(pid: int) -> bool:
         return False
 
 
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def wait_gone(procs: Iterable[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait until the processes are gone (reaping our own children); return the survivors."""
-    _, survivors = psutil.wait_procs(list(procs), timeout=timeout)
-    return [p for p in survivors if alive(p.pid)]
+    """Wait until the processes are gone; return the survivors.
+
+    A zombie counts as gone and is left unreaped: a child of the harness is reaped by its own
+    ``Popen``, which then keeps its true exit status (-9 after SIGKILL, not 0)."""
+    procs = list(procs)
+    deadline = time.monotonic() + timeout
+    while True:
+        survivors = [p for p in procs if _running(p)]
+        if not survivors or time.monotonic() >= deadline:
+            return survivors
+        time.sleep(0.05)
 
 
 def stop(procs: Iterable[psutil.Process], grace: float) -> None:

@@ -12,8 +12,6 @@ can say which replica executed what (``account``).
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import psutil
 
 from harness import ledger, procs
+from harness.backends.signals import SignalFault
 
 REPLICA_ENV = "CHAOS_REPLICA"
 FIND_RUNNING_SECONDS = 10.0  # a task is Running in the API a moment before its body's ledger line
@@ -30,8 +29,8 @@ FIND_RUNNING_SECONDS = 10.0  # a task is Running in the API a moment before its 
 class TaskWorkers:
     """The replicas of one scenario; a killed replica may be started again (a new generation)."""
 
-    def __init__(self, count: int, entrypoint: str, env: dict[str, str], home: Path, limit: int | None = None):
-        self.entrypoint, self.env, self.home, self.limit = entrypoint, env, home, limit
+    def __init__(self, count: int, entrypoint: str, env: dict[str, str], home: Path, limit: int | None, grace: float):
+        self.entrypoint, self.env, self.home, self.limit, self.grace = entrypoint, env, home, limit, grace
         self.started: list[tuple[int, int, procs.Spawned, float]] = []  # (replica, generation, process, at)
         try:
             for replica in range(count):
@@ -83,57 +82,37 @@ class TaskWorkers:
         return [{"task_worker": r, "generation": g, "pid": p.pid, "started_at": round(at, 3),
                  "exit_code": p.popen.poll()} for r, g, p, at in self.started]
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self) -> None:
+        """SIGTERM every replica, ``grace`` seconds, then SIGKILL."""
         for _, _, proc, _ in self.started:
-            proc.stop(grace=grace)  # one already gone is only waited for
+            proc.stop(grace=self.grace)  # one already gone is only waited for
 
 
 class TaskWorkerFault:
-    """kill / terminate / freeze of replicas; healing a kill or terminate starts them again."""
+    """kill / terminate / freeze of replicas (a :class:`SignalFault`); healing a kill or terminate
+    starts them again."""
 
     def __init__(self, kind: str, workers: TaskWorkers, which: str, task: str | None, ledger_path: Path,
                  grace: float):
-        self.kind, self.workers, self.which, self.task = kind, workers, which, task
-        self.ledger_path, self.grace = ledger_path, grace
+        self.kind, self.workers, self.which, self.task, self.ledger_path = kind, workers, which, task, ledger_path
         self.hit: list[int] = []
-        self.frozen: list[psutil.Process] = []
+        self.signals = SignalFault(kind, self._resolve, grace, "task-worker")
 
-    def _targets(self) -> list[int]:
-        if self.which == "all":
-            return sorted(self.workers.live())
-        return self.workers.running(self.task, self.ledger_path)
+    def _resolve(self) -> list[psutil.Process]:
+        self.hit = sorted(self.workers.live()) if self.which == "all" else self.workers.running(self.task, self.ledger_path)
+        live = self.workers.live()
+        return [psutil.Process(live[r].pid) for r in self.hit if r in live]
 
     def inject(self) -> dict[str, Any]:
-        self.hit = self._targets()
-        if not self.hit:
-            raise LookupError(f"no live task worker {'runs ' + self.task if self.which == 'running' else ''}".strip())
-        live = self.workers.live()
-        spawned = [live[r] for r in self.hit]
-        detail: dict[str, Any] = {"task_workers": self.hit, "pids": [p.pid for p in spawned]}
-        if self.kind == "freeze":
-            self.frozen = [psutil.Process(p.pid) for p in spawned]
-            procs.signal_all(self.frozen, signal.SIGSTOP)
-            return {**detail, "signal": "SIGSTOP"}
-        # waited for through Popen, not psutil, so the account keeps each replica's exit status
-        first = signal.SIGKILL if self.kind == "kill" else signal.SIGTERM
-        for p in spawned:
-            p.popen.send_signal(first)
-        if self.kind == "terminate":
-            detail.update(grace_seconds=self.grace, sigkilled_after_grace=[])
-            deadline = time.monotonic() + self.grace
-            for p in spawned:
-                try:
-                    p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    p.popen.kill()
-                    detail["sigkilled_after_grace"].append(p.pid)
-        for p in spawned:
-            p.popen.wait(timeout=10)
-        return {**detail, "signal": first.name}
+        try:
+            detail = self.signals.inject()
+        except LookupError:
+            raise LookupError(f"no live task worker {'runs ' + self.task if self.which == 'running' else ''}".strip()) from None
+        return {"task_workers": self.hit, **detail}
 
     def heal(self) -> dict[str, Any]:
         if self.kind == "freeze":
-            return {"continued": procs.signal_all(self.frozen, signal.SIGCONT)}
+            return self.signals.heal()
         return {"restarted": {r: self.workers.start(r).pid for r in self.hit}}
 
     def close(self) -> dict[str, Any]:
