@@ -112,7 +112,10 @@ def image(args: argparse.Namespace) -> int:
 def bench(args: argparse.Namespace) -> int:
     from harness import bench as bench_mod
 
-    result = bench_mod.run(args.matrix, args.scenario, args.backend, args.concurrency)
+    if args.journal:
+        result = bench_mod.from_journal(Path(args.journal))
+    else:
+        result = bench_mod.run(args.matrix, args.scenario, args.backend, args.concurrency, ahead=args.ahead)
     print(bench_mod.render(result))
     return 0
 
@@ -204,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--scenario", action="append", help="scenario id or glob (repeatable; default: all)")
     b.add_argument("--matrix", default=str(ROOT / "scenarios"))
     b.add_argument("--concurrency", type=int, default=8, help="cases at once (default 8)")
+    b.add_argument("--ahead", type=int, default=1, help="cases deployed ahead of their turn (default 1; 0: none)")
+    b.add_argument("--journal", help="print the figures of this journal's run instead of running cases")
     e = sub.add_parser("explore", help="randomized fault schedules (Hypothesis) on the local backend")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--examples", type=int, default=10, help="schedules to try (default 10)")

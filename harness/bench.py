@@ -1,16 +1,26 @@
 """The benchmark: how much time and memory the harness itself costs, in printed figures.
 
 ``python -m harness bench`` runs the selected cases (default: the whole local matrix) the way the
-main job does, ``--concurrency`` at a time, and prints per case and overall:
+main job does, ``--concurrency`` at a time, each case's deployment prepared ``--ahead`` (as the
+scheduler does), and prints per case and overall:
 
-- harness overhead = the case's wall time (deploy to cleanup) minus the scenario's own time: from
-  the main flow run's creation to the last thing the scenario waits for (the last run's terminal
-  state, the last fault's heal; the bound for a run that stays stuck), median and worst, with
-  where it went (deploy, the tail of watching, collecting, cleanup);
-- the matrix's wall time against its longest single case (target: at most 1.5x);
+- harness overhead = the case's turn (from when it began, its worker deployed ahead or not, to its
+  journal line) minus the scenario's own time: from the main flow run's creation to the last thing
+  the scenario waits for (the last run's terminal state, the last fault's heal; the bound for a
+  run that stays stuck), and minus the quiet period the scenario declares (``quiet_seconds``: it
+  watches the settled run for a late change, as it waits its bound for a stuck one); median and
+  worst, and the median counting the quiet period as harness time too.  Deploying (before the
+  case's turn when it was prepared ahead; ``waited`` is what its turn still spent on it) and
+  cleanup (after the journal line, while the next case runs) are shown beside it;
+- the matrix's wall time (to the last cleanup) against its longest single case (target: at most
+  1.5x), and the least time the processes under test needed on this machine's cores (their CPU
+  seconds / cores);
 - state-observation lag: when the harness first saw the main run terminal, minus the time Prefect
   recorded that state;
-- the harness process's peak RSS and CPU seconds (and its children's, for scale).
+- the harness process's peak RSS and CPU seconds (and its children's).
+
+``python -m harness bench --journal FILE`` prints the same figures for a run that already
+happened (the main job's journal), without cleanup and usage, which a journal does not record.
 
 Targets are printed beside the figures, never asserted: this is a measurement, not a test.
 """
@@ -18,6 +28,7 @@ Targets are printed beside the figures, never asserted: this is a measurement, n
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import time
@@ -25,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.journal import REPORTS_DIR, Journal
-from harness.run import run_scenario
+from harness.run import Runner
 from harness.scenario import load_matrix, select
 from harness.schedule import Scheduler, plan
 from harness.session import ChaosSession, prefect_version
@@ -57,29 +68,46 @@ def observation_lag(entry: dict[str, Any]) -> float | None:
     return seen - terminal[0] if terminal else None
 
 
-def case_figures(entry: dict[str, Any], began: float, ended: float) -> dict[str, Any]:
+def case_figures(entry: dict[str, Any], cleanup: float | None = None) -> dict[str, Any]:
+    """One case's figures from its journal line: its turn (from when it began to when its result
+    was journalled) against its own time; deploying and cleaning up, which may happen outside its
+    turn (prepared ahead, cleaned up behind), are shown apart."""
     timing = entry.get("timing") or {}
-    wall, own = ended - began, own_time(entry)
+    wall, own, quiet = entry["finished_at"] - timing["turn_started_at"], own_time(entry), timing.get("quiet") or 0.0
     return {"case": f"{entry['scenario']}@{entry['backend']}", "outcome": entry["verdict"]["outcome"],
-            "wall": round(wall, 2), "own": round(own, 2), "overhead": round(wall - own, 2),
-            "deploy": timing.get("deploy"), "follow_ups": timing.get("follow_ups"), "collect": timing.get("collect"),
-            "cleanup": round(ended - entry["finished_at"], 2), "lag": observation_lag(entry)}
+            "wall": round(wall, 2), "own": round(own, 2), "quiet": round(quiet, 2),
+            "overhead": round(wall - own - quiet, 2), "overhead_with_quiet": round(wall - own, 2),
+            "deploy": timing.get("deploy"), "deploy_waited": timing.get("deploy_waited"),
+            "prepared_ahead": timing.get("prepared_ahead"), "follow_ups": timing.get("follow_ups"),
+            "collect": timing.get("collect"), "cleanup": cleanup, "lag": observation_lag(entry)}
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 def summarize(cases: list[dict[str, Any]], matrix_wall: float, usage: dict[str, float]) -> dict[str, Any]:
     overheads = [c["overhead"] for c in cases]
     lags = [c["lag"] for c in cases if c["lag"] is not None]
     longest = max((c["wall"] for c in cases), default=0.0)
+    cores = os.cpu_count() or 1
     out = {
         "cases": len(cases),
-        "overhead_median": round(statistics.median(overheads), 2) if overheads else None,
+        "overhead_median": _median(overheads),
         "overhead_worst": round(max(overheads), 2) if overheads else None,
+        "overhead_with_quiet_median": _median([c["overhead_with_quiet"] for c in cases]),
+        "deploy_median": _median([c["deploy"] for c in cases if c["deploy"] is not None]),
+        "prepared_ahead": sum(1 for c in cases if c["prepared_ahead"]),
+        "cleanup_median": _median([c["cleanup"] for c in cases if c["cleanup"] is not None]),
         "matrix_wall": round(matrix_wall, 1), "longest_case": round(longest, 1),
         "matrix_over_longest": round(matrix_wall / longest, 2) if longest else None,
         "lag_median": round(statistics.median(lags), 3) if lags else None,
         "lag_worst": round(max(lags), 3) if lags else None,
+        "cores": cores,
         **usage,
     }
+    if "children_cpu_seconds" in usage:  # the least wall time the processes under test needed
+        out["cpu_floor_seconds"] = round(usage["children_cpu_seconds"] / cores, 1)
     out["overhead_target_met"] = out["overhead_median"] is not None and out["overhead_median"] < OVERHEAD_TARGET
     out["matrix_target_met"] = out["matrix_over_longest"] is not None and out["matrix_over_longest"] <= MATRIX_TARGET
     return out
@@ -91,36 +119,31 @@ def usage_now() -> dict[str, float]:
             "children_cpu_seconds": round(kids.ru_utime + kids.ru_stime, 1)}
 
 
-def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int, out: Path | None = None) -> dict[str, Any]:
+def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int, out: Path | None = None,
+        ahead: int = 1) -> dict[str, Any]:
     cases = select(load_matrix(matrix), patterns, [backend])
     if not cases:
         raise SystemExit(f"no case of the matrix matches {patterns or '*'} on {backend}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     journal = Journal(REPORTS_DIR / f"bench-journal-{stamp}.jsonl")
-    version, spans, errors = prefect_version(), {}, {}
-
-    def timed(scenario, system):
-        began = time.time()
-        entry = run_scenario(scenario, system, journal, version)
-        spans[(scenario.id, system.name)] = (began, time.time(), entry)
-        return entry
-
+    version, entries, errors = prefect_version(), {}, {}
     session = ChaosSession()
-    scheduler = Scheduler(session, timed, concurrency)
-    scheduler.planned = cases
+    scheduler = Scheduler(session, Runner(journal, version), concurrency, ahead)
+    scheduler.planned = cases if concurrency > 1 else plan(cases)
     started = time.time()
     try:
         for case in plan(cases):
             try:
-                scheduler.result(case)
+                entries[(case[0].id, case[1])] = scheduler.result(case)
             except Exception as exc:
                 errors[f"{case[0].id}@{case[1]}"] = f"{type(exc).__name__}: {exc}"
-        matrix_wall = time.time() - started
     finally:
-        scheduler.close()
+        failed = scheduler.close()  # the last cleanups are the matrix's time too
+        matrix_wall = time.time() - started
         session.close()
-    figures = [case_figures(e, b, t) for b, t, e in spans.values()]
-    result = {"prefect_version": version, "backend": backend, "concurrency": concurrency,
+    errors.update({f"{k[0]}@{k[1]} (cleanup)": why for k, why in failed.items()})
+    figures = [case_figures(e, scheduler.cleanup_seconds.get(key)) for key, e in entries.items()]
+    result = {"prefect_version": version, "backend": backend, "concurrency": concurrency, "ahead": ahead,
               "summary": summarize(figures, matrix_wall, usage_now()), "cases": figures, "errors": errors,
               "journal": str(journal.path)}
     path = out or REPORTS_DIR / f"bench-{stamp}.json"
@@ -129,27 +152,54 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int,
     return result
 
 
+def from_journal(path: Path) -> dict[str, Any]:
+    """The benchmark's figures for a run that already happened (the main job's journal): the
+    cases' turns and own times as journalled; cleanup and the processes' usage were not recorded."""
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = [e for e in entries if (e.get("timing") or {}).get("turn_started_at") is not None]
+    if not entries:
+        raise SystemExit(f"{path}: no journal line with the timing the benchmark needs (turn_started_at)")
+    figures = [case_figures(e) for e in entries]
+    wall = max(e["finished_at"] for e in entries) - min(e["timing"]["turn_started_at"] for e in entries)
+    versions = sorted({str(e.get("prefect_version")) for e in entries})
+    return {"prefect_version": ", ".join(versions), "backend": ", ".join(sorted({e["backend"] for e in entries})),
+            "concurrency": "as run", "ahead": "as run", "summary": summarize(figures, wall, {}), "cases": figures,
+            "errors": {}, "journal": str(path), "path": str(path)}
+
+
+def _num(value: float | None, width: int, digits: int = 2) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
+
+
 def render(result: dict[str, Any]) -> str:
     s = result["summary"]
-    lines = [f"{'case':48} {'outcome':8} {'wall':>7} {'own':>7} {'overhead':>8} {'deploy':>7} {'collect':>7} "
-             f"{'cleanup':>7} {'lag':>6}"]
+    lines = [f"{'case':48} {'outcome':8} {'wall':>7} {'own':>7} {'quiet':>6} {'overhead':>8} {'deploy':>7} "
+             f"{'waited':>7} {'ahead':>5} {'collect':>7} {'cleanup':>7} {'lag':>6}"]
     for c in sorted(result["cases"], key=lambda c: -c["wall"]):
-        lag = "-" if c["lag"] is None else f"{c['lag']:.2f}"
-        lines.append(f"{c['case']:48} {c['outcome']:8} {c['wall']:7.1f} {c['own']:7.1f} {c['overhead']:8.2f} "
-                     f"{c['deploy'] or 0:7.2f} {c['collect'] or 0:7.2f} {c['cleanup']:7.2f} {lag:>6}")
+        ahead = {True: "yes", False: "no", None: "-"}[c.get("prepared_ahead")]
+        lines.append(f"{c['case']:48} {c['outcome']:8} {c['wall']:7.1f} {c['own']:7.1f} {_num(c.get('quiet'), 6, 1)} "
+                     f"{c['overhead']:8.2f} {_num(c['deploy'], 7)} {_num(c.get('deploy_waited'), 7)} {ahead:>5} "
+                     f"{_num(c['collect'], 7)} {_num(c['cleanup'], 7)} {_num(c['lag'], 6)}")
     for case, why in result["errors"].items():
         lines.append(f"{case:48} error    {why}")
     met = {True: "met", False: "NOT met"}
+    floor = (f"; the processes under test used {s['children_cpu_seconds']} CPU s, at least {s['cpu_floor_seconds']} s "
+             f"of {s['cores']} cores" if "cpu_floor_seconds" in s else "")
     lines += [
         "",
-        f"Prefect {result['prefect_version']}, backend {result['backend']}, concurrency {result['concurrency']}, {s['cases']} cases",
-        f"harness overhead per case: median {s['overhead_median']} s, worst {s['overhead_worst']} s "
-        f"(target: median < {OVERHEAD_TARGET:g} s: {met[s['overhead_target_met']]})",
+        f"Prefect {result['prefect_version']}, backend {result['backend']}, concurrency {result['concurrency']}, "
+        f"prepared ahead {result.get('ahead', '-')}, {s['cases']} cases",
+        f"harness overhead per case (its turn minus its own time and quiet period): median {s['overhead_median']} s, "
+        f"worst {s['overhead_worst']} s (target: median < {OVERHEAD_TARGET:g} s: {met[s['overhead_target_met']]})",
+        f"  counting the quiet period as harness time: median {s['overhead_with_quiet_median']} s",
+        f"  deploying: median {s['deploy_median']} s, {s['prepared_ahead']} of {s['cases']} cases deployed before "
+        f"their turn; cleanup after the journal line: median {s['cleanup_median']} s",
         f"matrix wall time {s['matrix_wall']} s, longest case {s['longest_case']} s: {s['matrix_over_longest']}x "
-        f"(target: <= {MATRIX_TARGET:g}x: {met[s['matrix_target_met']]})",
+        f"(target: <= {MATRIX_TARGET:g}x: {met[s['matrix_target_met']]}){floor}",
         f"state-observation lag: median {s['lag_median']} s, worst {s['lag_worst']} s",
-        f"harness process: peak RSS {s['harness_peak_rss_mib']} MiB, CPU {s['harness_cpu_seconds']} s "
-        f"(its children: {s['children_cpu_seconds']} CPU s)",
-        f"figures: {result['path']}",
     ]
+    if "harness_peak_rss_mib" in s:
+        lines.append(f"harness process: peak RSS {s['harness_peak_rss_mib']} MiB, CPU {s['harness_cpu_seconds']} s "
+                     f"(its children: {s['children_cpu_seconds']} CPU s)")
+    lines.append(f"figures: {result['path']}")
     return "\n".join(lines)

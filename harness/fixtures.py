@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 
 from harness.journal import JOURNAL_ENV, Journal
-from harness.run import run_scenario
+from harness.run import Runner
 from harness.schedule import Scheduler
 from harness.session import ChaosSession, prefect_version
 
@@ -35,11 +35,14 @@ def chaos_scheduler(pytestconfig: pytest.Config, chaos_session: ChaosSession, ch
     """Runs the session's cases, --chaos-concurrency at a time; stopped before the session closes."""
     from harness.plugin import CASES_KEY
 
-    version = prefect_version()
-    scheduler = Scheduler(chaos_session, lambda scenario, system: run_scenario(scenario, system, chaos_journal, version),
-                          pytestconfig.getoption("--chaos-concurrency"))
+    # an xdist worker collects every case but runs a share of them: it cannot know what comes next
+    ahead = 0 if hasattr(pytestconfig, "workerinput") else pytestconfig.getoption("--chaos-prepare-ahead")
+    scheduler = Scheduler(chaos_session, Runner(chaos_journal, prefect_version()),
+                          pytestconfig.getoption("--chaos-concurrency"), ahead)
     scheduler.planned = pytestconfig.stash.get(CASES_KEY, [])
     try:
         yield scheduler
     finally:
-        scheduler.close()
+        failed = scheduler.close()
+        if failed:  # a case's result is journalled; what it left behind is not silently ignored
+            raise RuntimeError("cleanup failed after: " + "; ".join(f"{k[0]}@{k[1]}: {why}" for k, why in failed.items()))

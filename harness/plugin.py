@@ -37,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chaos-concurrency", type=int, default=1, metavar="N",
                     help="run up to N cases at once in this process, against one server per backend "
                          "(longest first; a case that faults the server gets its own); default 1")
+    group.addoption("--chaos-prepare-ahead", type=int, default=1, metavar="N",
+                    help="deploy up to N of the next cases (their workers) while the current ones run, and "
+                         "clean a finished case up while the next runs; 0 does each in its case's turn; default 1")
     group.addoption("--chaos-kube-context", default=None, metavar="NAME",
                     help="kind: use this existing kind context instead of creating a cluster "
                          "(refused unless --chaos-allow-context names it too)")
@@ -76,6 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
     concurrency = config.getoption("--chaos-concurrency")
     if concurrency < 1:
         raise pytest.UsageError(f"--chaos-concurrency must be at least 1, got {concurrency}")
+    if config.getoption("--chaos-prepare-ahead") < 0:
+        raise pytest.UsageError(f"--chaos-prepare-ahead must be at least 0, got {config.getoption('--chaos-prepare-ahead')}")
     if concurrency > 1 and (config.getoption("numprocesses", None) or hasattr(config, "workerinput")):
         raise pytest.UsageError("--chaos-concurrency runs cases concurrently in one process; with pytest-xdist "
                                 "(-n) each worker runs its own, one at a time: use one or the other")
@@ -112,16 +117,17 @@ def _case_of(item: pytest.Item):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    """With --chaos-concurrency, the cases are known (and ordered longest first) before any runs."""
+    """The cases are known before any runs, in the order they will run (the scheduler prepares the
+    next while one runs); with --chaos-concurrency, ordered longest first."""
+    cases = [c for c in map(_case_of, items) if c is not None]
+    config.stash[CASES_KEY] = cases
     if config.getoption("--chaos-concurrency") <= 1:
         return
     from harness.schedule import plan
 
-    cases = [c for c in map(_case_of, items) if c is not None]
     rank = {(s.id, b): i for i, (s, b) in enumerate(plan(cases))}
     # a stable sort: other tests keep their order, first
     items.sort(key=lambda item: -1 if (c := _case_of(item)) is None else rank[(c[0].id, c[1])])
-    config.stash[CASES_KEY] = cases
 
 
 REPORT_KEY = pytest.StashKey[str]()

@@ -1,10 +1,11 @@
 """One scenario, end to end.
 
 ``run_scenario`` is the whole pipeline (the matrix was loaded and validated before it is called):
-deploy the workload with the scenario's config -> start a flow run -> wait for each fault's
+deploy the workload with the scenario's config (``prepare``) -> start a flow run -> wait for each fault's
 trigger -> inject -> heal when due -> wait until the run is terminal, every fault healed and a
 quiet period passed, or the bound -> follow-ups (rerun) -> collect the history -> check ->
-write the journal line -> clean up what this scenario created (``System.deploy`` exits).
+write the journal line (``execute``) -> clean up what this scenario created (``Prepared.close``:
+``System.deploy`` exits).
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
 
 
 def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list[str], armed: list[Armed],
-           bound: float) -> float | None:
+           bound: float) -> tuple[float | None, float]:
     """Drive faults while the runs go; return once they settled (or at the bound), with the time
-    the harness first saw the first run terminal (the benchmark's observation lag)."""
+    the harness first saw the first run terminal (the benchmark's observation lag) and how long it
+    watched the settled runs for a late change (the scenario's quiet period)."""
     started = time.time()
     seen_terminal = None
     deadline = started + bound
@@ -105,11 +107,11 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         if all(s.terminal for s in snaps.values()) and not any(a.open for a in armed):
             quiet_until = quiet_until or now + scenario.quiet_seconds
             if now >= quiet_until:
-                return seen_terminal
+                return seen_terminal, now - (quiet_until - scenario.quiet_seconds)
         elif all(s.flow_state is not None for s in snaps.values()):
             quiet_until = None
         if now >= deadline:
-            return seen_terminal
+            return seen_terminal, 0.0 if quiet_until is None else now - (quiet_until - scenario.quiet_seconds)
         time.sleep(POLL)
 
 
@@ -131,55 +133,119 @@ def _heal_all(armed: list[Armed]) -> None:
             faults.heal(a.fault, a.record)
 
 
+@dataclass
+class Prepared:
+    """A scenario deployed and ready for its flow run: ``System.deploy`` entered, not exited.
+
+    The scheduler prepares the next case while the current one runs, and cleans a finished case
+    up while the next one runs; ``run_scenario`` does all three in a row."""
+
+    scenario: Scenario
+    system: System
+    instance: str
+    began: float
+    ready: float
+    deployed: Deployed
+    _deployment: Any
+    closed: bool = False
+
+    def close(self) -> None:
+        """Exit the deployment: faults closed, worker stopped, leftovers ended, deployment removed."""
+        if not self.closed:
+            self.closed = True
+            self._deployment.__exit__(None, None, None)
+
+
+class Runner:
+    """``run_scenario`` in the three steps the scheduler runs apart (``harness.schedule``)."""
+
+    def __init__(self, journal: Journal | None = None, prefect_version: str | None = None):
+        self.journal, self.prefect_version = journal, prefect_version
+
+    def prepare(self, scenario: Scenario, system: System) -> Prepared:
+        return prepare(scenario, system)
+
+    def execute(self, prepared: Prepared, turn: float) -> dict[str, Any]:
+        return execute(prepared, self.journal, self.prefect_version, turn)
+
+    def cleanup(self, prepared: Prepared) -> None:
+        prepared.close()
+
+
+def prepare(scenario: Scenario, system: System) -> Prepared:
+    """Deploy ``scenario`` on ``system``: its worker, deployment and everything else it needs."""
+    instance = f"{scenario.id}-{uuid.uuid4().hex[:6]}"
+    began = time.time()
+    deployment = system.deploy(scenario, instance)
+    deployed = deployment.__enter__()
+    return Prepared(scenario, system, instance, began, time.time(), deployed, deployment)
+
+
 def run_scenario(scenario: Scenario, system: System, journal: Journal | None = None,
                  prefect_version: str | None = None) -> dict[str, Any]:
     """Run one scenario on one started system; return (and journal) its result line."""
+    prepared = prepare(scenario, system)
+    try:
+        return execute(prepared, journal, prefect_version)
+    finally:
+        prepared.close()
+
+
+def execute(prepared: Prepared, journal: Journal | None = None, prefect_version: str | None = None,
+            turn: float | None = None) -> dict[str, Any]:
+    """Run a prepared scenario: flow run, faults, follow-ups, history, verdict, journal line.
+
+    ``turn`` is when the case's turn began (it may have been prepared long before); the result's
+    ``timing`` says where the case's time went."""
+    scenario, system, deployed, instance = prepared.scenario, prepared.system, prepared.deployed, prepared.instance
     backend = system.name
     expect = scenario.expect.for_backend(backend)
-    instance = f"{scenario.id}-{uuid.uuid4().hex[:6]}"
     params, tags = scenario.workload.parameters, ["chaos", instance]
-    began = time.time()
-    with system.deploy(scenario, instance) as deployed:
-        started = time.time()
-        # a storm's server is busy starting the first runs while the last are created: be patient
-        patience = {} if scenario.workload.runs == 1 else {"retry_for": 180.0, "timeout": 30.0}
-        run_ids = [system.api.create_flow_run(deployed.deployment_id, params, tags, **patience)
-                   for _ in range(scenario.workload.runs)]
-        run_id = run_ids[0]
-        armed = arm(scenario, run_ids)
-        try:
-            seen_terminal = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
-        finally:
-            _heal_all(armed)
-        for a in armed:
-            if a.fault is not None:
-                a.record.detail.update(a.fault.close())
-        watched = time.time()
-        reruns = []
-        for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
-            reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
-            _watch(system, deployed, scenario, reruns[-1:], [], expect.settle_within_seconds)
-        followed = time.time()
-        history = observe.collect(
-            system.api, scenario=scenario.id, backend=backend, started_at=started,
-            bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
-            faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
-        history.notes += deployed.notes
-        add_infrastructure(history, system, deployed)
-        verdict = check(expect, history, scenario)
-        # where the harness's own time went (cleanup follows the journal line; the benchmark adds it)
-        timing = {"deploy": round(started - began, 3), "watch": round(watched - started, 3),
-                  "follow_ups": round(followed - watched, 3), "collect": round(time.time() - followed, 3),
-                  "terminal_seen_at": seen_terminal}
-        entry = {
-            "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
-            "prefect_version": prefect_version, "harness_version": __version__,
-            "database": getattr(system, "database_kind", None),
-            "started_at": started, "finished_at": time.time(),
-            "claim": scenario.claim.model_dump() if scenario.claim else None,
-            "expectation": expect.model_dump(), "then": [f.model_dump() for f in scenario.then],
-            "verdict": verdict.to_dict(), "history": history.to_dict(), "timing": timing,
-        }
-        if journal is not None:  # before cleanup: a failing cleanup cannot lose a finished result
-            journal.write(entry)
+    turn = prepared.began if turn is None else turn
+    started = time.time()
+    # a storm's server is busy starting the first runs while the last are created: be patient
+    patience = {} if scenario.workload.runs == 1 else {"retry_for": 180.0, "timeout": 30.0}
+    run_ids = [system.api.create_flow_run(deployed.deployment_id, params, tags, **patience)
+               for _ in range(scenario.workload.runs)]
+    run_id = run_ids[0]
+    armed = arm(scenario, run_ids)
+    try:
+        seen_terminal, quiet = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
+    finally:
+        _heal_all(armed)
+    for a in armed:
+        if a.fault is not None:
+            a.record.detail.update(a.fault.close())
+    watched = time.time()
+    reruns = []
+    for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
+        reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
+        quiet += _watch(system, deployed, scenario, reruns[-1:], [], expect.settle_within_seconds)[1]
+    followed = time.time()
+    history = observe.collect(
+        system.api, scenario=scenario.id, backend=backend, started_at=started,
+        bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
+        faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
+    history.notes += deployed.notes
+    add_infrastructure(history, system, deployed)
+    verdict = check(expect, history, scenario)
+    # where the case's time went: deploying (before its turn, if it was prepared ahead), waiting
+    # for that deployment in its turn, watching (its quiet periods apart), follow-ups, collecting.
+    # Cleanup follows the journal line (the scheduler does it while the next case runs).
+    timing = {"turn_started_at": round(turn, 3), "deploy": round(prepared.ready - prepared.began, 3),
+              "deploy_waited": round(max(0.0, prepared.ready - turn), 3),
+              "prepared_ahead": prepared.ready <= turn, "watch": round(watched - started, 3),
+              "quiet": round(quiet, 3), "follow_ups": round(followed - watched, 3),
+              "collect": round(time.time() - followed, 3), "terminal_seen_at": seen_terminal}
+    entry = {
+        "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
+        "prefect_version": prefect_version, "harness_version": __version__,
+        "database": getattr(system, "database_kind", None),
+        "started_at": started, "finished_at": time.time(),
+        "claim": scenario.claim.model_dump() if scenario.claim else None,
+        "expectation": expect.model_dump(), "then": [f.model_dump() for f in scenario.then],
+        "verdict": verdict.to_dict(), "history": history.to_dict(), "timing": timing,
+    }
+    if journal is not None:  # before cleanup: a failing cleanup cannot lose a finished result
+        journal.write(entry)
     return entry

@@ -12,6 +12,7 @@ backend can start one (local, docker) and otherwise runs alone (kind).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -72,38 +73,146 @@ class ExclusiveLock:
                 self._cond.notify_all()
 
 
-class Scheduler:
-    """Runs cases with ``run(case, system)``; ``session`` gives systems (``system``, ``private_system``)."""
+class _Inline:
+    """A plain ``run(scenario, system)`` as a runner with nothing to prepare or clean up."""
 
-    def __init__(self, session: Any, run: Callable[[Scenario, Any], dict[str, Any]], limit: int = 1):
+    def __init__(self, run: Callable[[Scenario, Any], dict[str, Any]]):
+        self.run = run
+
+    def prepare(self, scenario: Scenario, system: Any) -> tuple[Scenario, Any]:
+        return scenario, system
+
+    def execute(self, prepared: tuple[Scenario, Any], turn: float) -> dict[str, Any]:  # noqa: ARG002
+        return self.run(*prepared)
+
+    def cleanup(self, prepared: Any) -> None:
+        pass
+
+
+def _key(case: Case) -> tuple[str, str]:
+    return case[0].id, case[1]
+
+
+class Scheduler:
+    """Runs cases; ``session`` gives systems (``system``, ``private_system``).
+
+    ``run`` is a runner with ``prepare(scenario, system)``, ``execute(prepared, turn)`` and
+    ``cleanup(prepared)`` (``harness.run.Runner``), or a plain ``run(scenario, system)``.  With a
+    runner, the scheduler deploys up to ``ahead`` of the next planned cases while the current ones
+    run, and cleans a finished case up while the next one runs: a case's turn then starts with its
+    worker ready and ends with its journal line.  A case is prepared ahead only on a shared system
+    and only when neither it nor a case running alone on that system faults what every case shares
+    (a server restart must not hit a worker that waits for its turn).  ``close`` cleans up
+    everything, prepared or finished, before it returns."""
+
+    def __init__(self, session: Any, run: Any, limit: int = 1, ahead: int = 1):
         if limit < 1:
             raise ValueError("concurrency must be at least 1")
-        self.session, self.run, self.limit = session, run, limit
-        self.planned: list[Case] = []
+        if ahead < 0:
+            raise ValueError("ahead must be at least 0")
+        self.session, self.limit = session, limit
+        self.runner = run if hasattr(run, "prepare") else _Inline(run)
+        self.ahead = ahead if hasattr(run, "prepare") else 0
+        self.planned: list[Case] = []  # the session's cases: in the order asked for with limit 1, else plan()'s
         self.futures: dict[tuple[str, str], Future] = {}
+        self.cleanup_seconds: dict[tuple[str, str], float] = {}
+        self.cleanup_errors: dict[tuple[str, str], str] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._prepare_pool = ThreadPoolExecutor(1, thread_name_prefix="chaos-prepare")
+        self._cleanup_pool = ThreadPoolExecutor(max(2, limit), thread_name_prefix="chaos-cleanup")
+        self._prepared: dict[tuple[str, str], Future] = {}  # prepared ahead, not taken yet
+        self._every_preparation: list[Future] = []
+        self._started: set[tuple[str, str]] = set()
+        self._alone = 0  # cases running alone on a shared system (their faults hit what it shares)
+        self._closing = False
         self._locks: dict[str, ExclusiveLock] = {}
         self._guard = threading.Lock()
 
     def _execute(self, case: Case) -> dict[str, Any]:
+        # a case's turn starts once its system is up, or as it starts its own (a private server
+        # is the case's own cost; the session's server is the session's)
         scenario, backend = case
         if self.limit == 1 or not shares_target(scenario):
             system = self.session.system(backend, scenario.database)
             with self._lock(backend).shared():
-                return self.run(scenario, system)
+                return self._run(case, system, time.time(), alone=shares_target(scenario))
         if backend in PRIVATE_BACKENDS:
+            turn = time.time()
             with self.session.private_system(backend, scenario.id, scenario.database) as system:
-                return self.run(scenario, system)
+                return self._run(case, system, turn, alone=False, private=True)
         system = self.session.system(backend, scenario.database)  # Unavailable is raised here, before any wait
         with self._lock(backend).exclusive():
-            return self.run(scenario, system)
+            return self._run(case, system, time.time(), alone=True)
+
+    def _run(self, case: Case, system: Any, turn: float, alone: bool, private: bool = False) -> dict[str, Any]:
+        key = _key(case)
+        with self._guard:
+            self._started.add(key)
+            ahead = self._prepared.pop(key, None)
+            self._alone += alone
+        try:
+            prepared = ahead.result() if ahead is not None else self.runner.prepare(case[0], system)
+            try:
+                if not private:
+                    self._prepare_ahead()  # once this case's own deployment is ready: no two at once
+                return self.runner.execute(prepared, turn)
+            finally:
+                self._cleanup_behind(key, prepared)
+        finally:
+            with self._guard:
+                self._alone -= alone
+
+    def _order(self) -> list[Case]:
+        """The order cases start in: as asked with limit 1, else the plan's."""
+        return self.planned if self.limit == 1 else plan(self.planned)
+
+    def _eligible(self, case: Case) -> bool:
+        return not shares_target(case[0])
+
+    def _prepare_ahead(self) -> None:
+        """Deploy the next planned cases (up to ``ahead`` waiting) in the background."""
+        with self._guard:
+            if self._closing or self._alone:
+                return
+            for case in self._order():
+                if len(self._prepared) >= self.ahead:
+                    return
+                key = _key(case)
+                if key in self._started or key in self._prepared:
+                    continue
+                if not self._eligible(case):
+                    if self.limit == 1:
+                        return  # the next case runs alone: nothing past it may wait deployed
+                    continue  # it gets a private system (or runs last, alone)
+                future = self._prepare_pool.submit(self._prepare, case)
+                self._prepared[key] = future
+                self._every_preparation.append(future)
+
+    def _prepare(self, case: Case) -> Any:
+        scenario, backend = case
+        return self.runner.prepare(scenario, self.session.system(backend, scenario.database))
+
+    def _cleanup_behind(self, key: tuple[str, str], prepared: Any) -> None:
+        def cleanup() -> None:
+            began = time.time()
+            try:
+                self.runner.cleanup(prepared)
+            except BaseException as exc:  # kept, and raised by close(): never lost
+                self.cleanup_errors[key] = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.cleanup_seconds[key] = round(time.time() - began, 3)
+
+        try:
+            self._cleanup_pool.submit(cleanup)
+        except RuntimeError:  # the scheduler is closing: clean up here
+            cleanup()
 
     def _lock(self, backend: str) -> ExclusiveLock:
         with self._guard:
             return self._locks.setdefault(backend, ExclusiveLock())
 
     def _submit(self, case: Case) -> Future:
-        key = (case[0].id, case[1])
+        key = _key(case)
         with self._guard:
             if key not in self.futures:
                 if self._pool is None:
@@ -115,14 +224,28 @@ class Scheduler:
         """The journalled result of ``case``; raises what running it raised (Unavailable, ...)."""
         if self.limit == 1:
             return self._execute(case)
-        for planned in plan(self.planned):
+        for planned in self._order():
             self._submit(planned)
         return self._submit(case).result()
 
-    def close(self) -> None:
-        """Stop: waiting cases are dropped, running ones see ``procs.STOPPING`` and end."""
-        procs.STOPPING.set()
+    def close(self) -> dict[tuple[str, str], str]:
+        """Stop: waiting cases are dropped, running ones see ``procs.STOPPING`` and end; every
+        case prepared or finished is cleaned up.  Returns the cleanups that failed."""
+        with self._guard:
+            self._closing = True
         if self._pool is not None:
             for future in self.futures.values():
                 future.cancel()
+            if any(not f.done() for f in self.futures.values()):
+                procs.STOPPING.set()
             self._pool.shutdown(wait=True, cancel_futures=True)
+        self._prepare_pool.shutdown(wait=True, cancel_futures=True)
+        self._cleanup_pool.shutdown(wait=True)
+        for future in self._every_preparation:  # prepared but never run, or its run interrupted
+            if future.done() and not future.cancelled() and future.exception() is None:
+                try:
+                    self.runner.cleanup(future.result())  # idempotent: a finished case's is a no-op
+                except Exception as exc:
+                    self.cleanup_errors[("prepared", str(id(future)))] = f"{type(exc).__name__}: {exc}"
+        procs.STOPPING.set()
+        return dict(self.cleanup_errors)

@@ -33,6 +33,14 @@ MATRIX = """
     - {kind: freeze, when: {after_seconds: 0}}
   expect: {final: CRASHED, settle_within_seconds: 300}
 """
+# run third, one at a time: its worker is deployed ahead while the frozen case runs
+NEVER_REACHED = """
+- id: never-reached
+  title: deployed ahead of its turn, which never comes
+  backends: [local]
+  workload: {flow: pipeline, parameters: {steps: 1, sleep: 0}}
+  expect: {final: COMPLETED, settle_within_seconds: 60}
+"""
 
 
 def session_processes(owner: int) -> list[psutil.Process]:
@@ -49,8 +57,10 @@ def server_port(processes) -> int:
 
 @pytest.mark.parametrize("concurrency", ["1", "2"])
 def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo_root, wait_until, concurrency):
-    """Sequentially, and with both cases running at once in threads (--chaos-concurrency 2)."""
-    (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
+    """Sequentially (a third case deployed ahead, waiting for its turn), and with both cases
+    running at once in threads (--chaos-concurrency 2)."""
+    ahead = concurrency == "1"
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX) + (textwrap.dedent(NEVER_REACHED) if ahead else ""))
     journal = tmp_path / "journal.jsonl"
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--matrix", str(tmp_path / "m.yaml"), "--journal", str(journal),
@@ -61,6 +71,10 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
         def frozen_run():
             found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
             done = journal.exists() and journal.read_text().count("\n") == 1  # quick-one has finished
+            waiting = [p for p in session_processes(harness.pid)
+                       if procs.environ(p).get("CHAOS_INSTANCE", "").startswith("never-reached-")]
+            if ahead and not waiting:
+                return None
             return found if done and found and all(p.status() == psutil.STATUS_STOPPED for p in found) else None
 
         flow_procs = wait_until(frozen_run, 180, "a frozen flow-run process of the second scenario")

@@ -3,9 +3,12 @@ on hand-written histories and journal lines."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import yaml
 
-from harness.bench import case_figures, observation_lag, own_time, render, summarize
+from harness.bench import case_figures, from_journal, observation_lag, own_time, render, summarize
 from harness.explore import RETRIES, Episode, Step, invariant_violations, was_rescheduled
 from harness.history import FlowRun, History, State
 from harness.scenario import load_matrix
@@ -70,11 +73,12 @@ def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     assert yaml.safe_load(text)[0]["id"] == "explore-found"
 
 
-def entry(states, faults=(), stuck=False, seen=None, finished=50.0, settle=60):
-    return {"scenario": "s", "backend": "local", "finished_at": finished,
+def entry(states, faults=(), stuck=False, seen=None, finished=50.0, settle=60, turn=0.0, quiet=0.0):
+    return {"scenario": "s", "backend": "local", "finished_at": finished, "prefect_version": "3.8.8",
             "expectation": {"settle_within_seconds": settle},
             "verdict": {"outcome": "pass", "figures": {"stuck": stuck}},
-            "timing": {"deploy": 4.0, "collect": 0.2, "terminal_seen_at": seen},
+            "timing": {"deploy": 4.0, "collect": 0.2, "terminal_seen_at": seen, "turn_started_at": turn,
+                       "quiet": quiet, "deploy_waited": 0.0, "prepared_ahead": True},
             "history": {"flow_runs": [{"role": "main", "states": [{"type": t, "timestamp": ts} for t, ts in states]}],
                         "faults": list(faults)}}
 
@@ -91,14 +95,33 @@ def test_observation_lag_is_seen_minus_recorded():
 
 
 def test_case_figures_and_summary_against_the_targets():
-    e = entry([("SCHEDULED", 10), ("COMPLETED", 30)], seen=30.5, finished=33)
-    fig = case_figures(e, began=6.0, ended=35.0)
-    assert fig["wall"] == 29 and fig["own"] == 20 and fig["overhead"] == 9 and fig["cleanup"] == 2
+    e = entry([("SCHEDULED", 10), ("COMPLETED", 30)], seen=30.5, finished=33.6, turn=9.0, quiet=3.1)
+    fig = case_figures(e, cleanup=2.0)
+    # its turn 9 -> 33.6 (24.6 s): 20 s its own, 3.1 s its quiet period, 1.5 s the harness's
+    assert fig["wall"] == 24.6 and fig["own"] == 20 and fig["quiet"] == 3.1 and fig["cleanup"] == 2
+    assert fig["overhead"] == 1.5 and fig["overhead_with_quiet"] == 4.6 and fig["prepared_ahead"] is True
     s = summarize([fig, {**fig, "wall": 10.0, "overhead": 0.5}], matrix_wall=40.0,
-                  usage={"harness_peak_rss_mib": 1.0, "harness_cpu_seconds": 1.0, "children_cpu_seconds": 1.0})
-    assert s["overhead_median"] == 4.75 and s["overhead_worst"] == 9
-    assert s["matrix_over_longest"] == round(40 / 29, 2) and s["matrix_target_met"] is True
-    assert s["overhead_target_met"] is False
+                  usage={"harness_peak_rss_mib": 1.0, "harness_cpu_seconds": 1.0, "children_cpu_seconds": 8.0})
+    assert s["overhead_median"] == 1.0 and s["overhead_worst"] == 1.5 and s["prepared_ahead"] == 2
+    assert s["matrix_over_longest"] == round(40 / 24.6, 2) and s["matrix_target_met"] is False
+    assert s["overhead_target_met"] is False and s["cpu_floor_seconds"] == round(8.0 / s["cores"], 1)
     text = render({"summary": s, "cases": [fig], "errors": {"x@local": "Boom"}, "prefect_version": "3.8.8",
-                   "backend": "local", "concurrency": 8, "path": "p.json"})
-    assert "NOT met" in text and "x@local" in text and "s@local" in text
+                   "backend": "local", "concurrency": 8, "ahead": 1, "path": "p.json"})
+    assert "NOT met" in text and "x@local" in text and "s@local" in text and "CPU s, at least" in text
+
+
+def test_figures_from_a_journal(tmp_path):
+    lines = [entry([("SCHEDULED", 10), ("COMPLETED", 30)], seen=30.2, finished=30.6, turn=9.8, quiet=0.0),
+             entry([("SCHEDULED", 40), ("FAILED", 50)], seen=50.2, finished=53.4, turn=39.5, quiet=3.0)]
+    old = {**lines[0], "timing": {"deploy": 4.0}}  # a line from before the turn was journalled: left out
+    path = tmp_path / "journal.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [old, *lines]) + "\n")
+    result = from_journal(path)
+    s = result["summary"]
+    assert s["cases"] == 2 and s["matrix_wall"] == round(53.4 - 9.8, 1)
+    assert sorted(c["overhead"] for c in result["cases"]) == [0.8, 0.9]
+    assert s["overhead_target_met"] is True and "harness_peak_rss_mib" not in s
+    assert "harness process" not in render(result)
+    (tmp_path / "empty.jsonl").write_text(json.dumps(old) + "\n")
+    with pytest.raises(SystemExit, match="empty.jsonl: no journal line"):
+        from_journal(tmp_path / "empty.jsonl")

@@ -173,3 +173,119 @@ def test_plan_puts_cases_that_run_alone_last():
     cases = [(scenario("restart", 500, SERVER_FAULT), "kind"), (scenario("a", 10), "kind"),
              (scenario("restart-local", 500, SERVER_FAULT), "docker")]
     assert [s.id for s, _ in plan(cases)] == ["restart-local", "a", "restart"]
+
+
+class Staged:
+    """A runner in three steps that records when each happened and in which thread."""
+
+    def __init__(self, seconds: float = 0.2, fail_prepare: str = "", fail_cleanup: str = ""):
+        self.seconds, self.fail_prepare, self.fail_cleanup = seconds, fail_prepare, fail_cleanup
+        self.events: list[tuple[str, str, str]] = []  # (step, scenario, thread)
+        self.lock = threading.Lock()
+        self.live: set[str] = set()  # prepared and not cleaned up
+
+    def _note(self, step: str, sid: str) -> None:
+        with self.lock:
+            self.events.append((step, sid, threading.current_thread().name))
+
+    def prepare(self, scenario, system):
+        self._note("prepare", scenario.id)
+        time.sleep(self.seconds / 2)
+        if scenario.id == self.fail_prepare:
+            raise RuntimeError(f"worker of {scenario.id} exited")
+        self.live.add(scenario.id)
+        return scenario.id, system
+
+    def execute(self, prepared, turn):
+        self._note("execute", prepared[0])
+        time.sleep(self.seconds)
+        self._note("executed", prepared[0])
+        return {"scenario": prepared[0], "system": prepared[1], "turn": turn}
+
+    def cleanup(self, prepared):
+        if prepared[0] not in self.live:
+            return  # idempotent, as Prepared.close is
+        self._note("cleanup", prepared[0])
+        time.sleep(self.seconds / 2)
+        self.live.discard(prepared[0])
+        if prepared[0] == self.fail_cleanup:
+            raise OSError("worker would not stop")
+
+    def steps(self, sid: str) -> list[str]:
+        return [step for step, s, _ in self.events if s == sid]
+
+    def index(self, step: str, sid: str) -> int:
+        return next(i for i, (st, s, _) in enumerate(self.events) if (st, s) == (step, sid))
+
+
+def test_the_next_case_is_deployed_while_one_runs_and_cleaned_up_after():
+    runner = Staged()
+    sched = Scheduler(Session(), runner, 1, ahead=1)
+    cases = [(scenario(x), "local") for x in "abc"]
+    sched.planned = cases
+    results = [sched.result(c) for c in cases]
+    assert [r["scenario"] for r in results] == ["a", "b", "c"]
+    assert sched.close() == {}
+    assert runner.live == set()  # every deployment was cleaned up
+    for sid in "abc":
+        assert runner.steps(sid) == ["prepare", "execute", "executed", "cleanup"]
+    # b was deployed in the background while a ran, and a cleaned up in the background after it
+    assert runner.index("prepare", "b") < runner.index("executed", "a")
+    assert [t for st, s, t in runner.events if (st, s) == ("prepare", "b")][0].startswith("chaos-prepare")
+    assert [t for st, s, t in runner.events if (st, s) == ("cleanup", "a")][0].startswith("chaos-cleanup")
+    assert set(sched.cleanup_seconds) == {(x, "local") for x in "abc"}
+
+
+def test_nothing_waits_deployed_next_to_a_case_that_faults_the_server():
+    runner = Staged(0.1)
+    sched = Scheduler(Session(), runner, 1, ahead=2)
+    cases = [(scenario("a"), "local"), (scenario("srv", faults=SERVER_FAULT), "local"), (scenario("c"), "local")]
+    sched.planned = cases
+    for case in cases:
+        sched.result(case)
+    assert sched.close() == {} and runner.live == set()
+    # the server case is next: neither it nor anything after it was deployed during a
+    assert runner.index("prepare", "srv") > runner.index("executed", "a")
+    assert runner.index("prepare", "c") > runner.index("executed", "srv")  # nor during srv
+
+
+def test_close_cleans_up_what_was_deployed_but_never_ran():
+    runner = Staged(0.1)
+    sched = Scheduler(Session(), runner, 1, ahead=1)
+    sched.planned = [(scenario("a"), "local"), (scenario("b"), "local")]
+    sched.result(sched.planned[0])  # b is deployed ahead; its test is then deselected or interrupted
+    assert sched.close() == {}
+    assert runner.steps("b") == ["prepare", "cleanup"] and runner.live == set()
+
+
+def test_a_failed_deployment_is_the_case_error_and_a_failed_cleanup_is_reported():
+    runner = Staged(0.1, fail_prepare="b", fail_cleanup="a")
+    sched = Scheduler(Session(), runner, 1, ahead=1)
+    sched.planned = [(scenario("a"), "local"), (scenario("b"), "local")]
+    assert sched.result(sched.planned[0])["scenario"] == "a"  # its result stands
+    with pytest.raises(RuntimeError, match="worker of b exited"):
+        sched.result(sched.planned[1])
+    assert sched.close() == {("a", "local"): "OSError: worker would not stop"}
+
+
+def test_ahead_zero_deploys_each_case_in_its_turn():
+    runner = Staged(0.1)
+    sched = Scheduler(Session(), runner, 1, ahead=0)
+    sched.planned = [(scenario("a"), "local"), (scenario("b"), "local")]
+    for case in sched.planned:
+        sched.result(case)
+    sched.close()
+    assert runner.index("prepare", "b") > runner.index("executed", "a")
+    assert all(t == threading.current_thread().name for st, _, t in runner.events if st == "prepare")
+
+
+def test_concurrent_cases_take_deployments_prepared_ahead():
+    runner = Staged(0.3)
+    sched = Scheduler(Session(), runner, 2, ahead=1)
+    sched.planned = [(scenario(x, settle=10 - i), "local") for i, x in enumerate("abcd")]
+    for case in sched.planned:
+        sched.result(case)
+    assert sched.close() == {} and runner.live == set()
+    prepared_by = {s: t for st, s, t in runner.events if st == "prepare"}
+    assert prepared_by["c"].startswith("chaos-prepare")  # deployed while a and b ran
+    assert all(runner.steps(x).count("prepare") == 1 for x in "abcd")
