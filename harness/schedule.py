@@ -132,23 +132,25 @@ class Scheduler:
         # a case's turn starts once its system is up, or as it starts its own (a private server
         # is the case's own cost; the session's server is the session's)
         scenario, backend = case
+        with self._guard:  # taken, even if it fails before it runs (its system cannot start...)
+            self._started.add(_key(case))
+            ahead = self._prepared.pop(_key(case), None)
         if self.limit == 1 or not shares_target(scenario):
             system = self.session.system(backend, scenario.database)
             with self._lock(backend).shared():
-                return self._run(case, system, time.time(), alone=shares_target(scenario))
+                return self._run(case, system, time.time(), ahead, alone=shares_target(scenario))
         if backend in PRIVATE_BACKENDS:
             turn = time.time()
             with self.session.private_system(backend, scenario.id, scenario.database) as system:
-                return self._run(case, system, turn, alone=False, private=True)
+                return self._run(case, system, turn, ahead, alone=False, private=True)
         system = self.session.system(backend, scenario.database)  # Unavailable is raised here, before any wait
         with self._lock(backend).exclusive():
-            return self._run(case, system, time.time(), alone=True)
+            return self._run(case, system, time.time(), ahead, alone=True)
 
-    def _run(self, case: Case, system: Any, turn: float, alone: bool, private: bool = False) -> dict[str, Any]:
+    def _run(self, case: Case, system: Any, turn: float, ahead: Future | None, alone: bool,
+             private: bool = False) -> dict[str, Any]:
         key = _key(case)
         with self._guard:
-            self._started.add(key)
-            ahead = self._prepared.pop(key, None)
             self._alone += alone
         try:
             prepared = ahead.result() if ahead is not None else self.runner.prepare(case[0], system)
@@ -184,9 +186,17 @@ class Scheduler:
                     if self.limit == 1:
                         return  # the next case runs alone: nothing past it may wait deployed
                     continue  # it gets a private system (or runs last, alone)
+                if not self._system_up(case):
+                    if self.limit == 1:
+                        return  # starting a system (a cluster, an image) is no background work
+                    continue
                 future = self._prepare_pool.submit(self._prepare, case)
                 self._prepared[key] = future
                 self._every_preparation.append(future)
+
+    def _system_up(self, case: Case) -> bool:
+        started = getattr(self.session, "started", None)
+        return started is None or started(case[1], case[0].database)
 
     def _prepare(self, case: Case) -> Any:
         scenario, backend = case

@@ -80,6 +80,14 @@ class ChaosSession:
     def _options(self, database: str | None) -> dict:
         return {**self.options, "database": database or self.options.get("database") or "sqlite"}
 
+    def _key(self, backend: str, database: str | None) -> str:
+        options = self._options(database)
+        return backend if options["database"] == self._options(None)["database"] else f"{backend}+{options['database']}"
+
+    def started(self, backend: str, database: str | None = None) -> bool:
+        """Whether that system already runs (asking never starts it)."""
+        return self._key(backend, database) in self.systems
+
     def system(self, backend: str, database: str | None = None) -> backends.System:
         """The started system under test of ``backend``, started on first use; its server on the
         run's database (``--chaos-database``) unless a scenario needs another.
@@ -87,7 +95,7 @@ class ChaosSession:
         Raises :class:`backends.Unavailable` when the backend cannot run here; the reason is
         kept, so later scenarios of that backend skip at once instead of trying again."""
         options = self._options(database)
-        key = backend if options["database"] == self._options(None)["database"] else f"{backend}+{options['database']}"
+        key = self._key(backend, database)
         with self._starting:
             if key in self.unavailable:
                 raise backends.Unavailable(self.unavailable[key])

@@ -289,3 +289,45 @@ def test_concurrent_cases_take_deployments_prepared_ahead():
     prepared_by = {s: t for st, s, t in runner.events if st == "prepare"}
     assert prepared_by["c"].startswith("chaos-prepare")  # deployed while a and b ran
     assert all(runner.steps(x).count("prepare") == 1 for x in "abcd")
+
+
+class FirstStartFails(Session):
+    """The first system start times out (a server slow to come up under load); later ones work."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def system(self, backend, database=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise TimeoutError("the Prefect server did not answer")
+        return super().system(backend, database)
+
+
+def test_a_case_that_fails_before_it_runs_does_not_hold_up_preparation():
+    runner = Staged(0.1)
+    sched = Scheduler(FirstStartFails(), runner, 1, ahead=1)
+    sched.planned = [(scenario(x), "local") for x in "abcd"]
+    with pytest.raises(TimeoutError):
+        sched.result(sched.planned[0])
+    for case in sched.planned[1:]:
+        sched.result(case)
+    assert sched.close() == {}
+    assert runner.steps("a") == []  # never deployed: its turn is over
+    prepared_by = {s: t for st, s, t in runner.events if st == "prepare"}
+    assert prepared_by["c"].startswith("chaos-prepare") and prepared_by["d"].startswith("chaos-prepare")
+
+
+def test_nothing_is_prepared_on_a_system_that_is_not_up_yet():
+    class Lazy(Session):
+        def started(self, backend, database=None):
+            return backend == "local"
+
+    runner = Staged(0.1)
+    sched = Scheduler(Lazy(), runner, 1, ahead=1)
+    sched.planned = [(scenario("a"), "local"), (scenario("a"), "docker")]
+    for case in sched.planned:
+        sched.result(case)
+    sched.close()
+    assert all(t == threading.current_thread().name for st, _, t in runner.events if st == "prepare")
