@@ -1,8 +1,10 @@
 """The server's database: SQLite (the default) or PostgreSQL, selectable per run.
 
 ``--chaos-database postgres`` puts every server of the run on PostgreSQL: testcontainers'
-``PostgresContainer`` where a Docker engine runs and a PostgreSQL image is already present (the
-harness never pulls), otherwise a private PostgreSQL cluster of the harness's own, made with
+``PostgresContainer`` where Docker runs (the docker backend's servers), from the harness's own
+PostgreSQL image (Debian's PostgreSQL in a rootfs made like the Prefect image, ``harness.engine``)
+or the present image ``CHAOS_POSTGRES_IMAGE`` names (on any backend; the harness never pulls),
+otherwise (the local backend) a private PostgreSQL cluster of the harness's own, made with
 Debian's ``initdb`` in the session's directory, on a free 127.0.0.1 port, owned by the
 ``postgres`` user when the harness runs as root (``initdb`` refuses root).  Where the binaries are
 missing and the harness runs as root, Debian's ``postgresql`` package is installed first, with
@@ -23,12 +25,11 @@ from pathlib import Path
 from typing import Protocol
 
 from harness import procs
-from harness.engine import Unavailable
+from harness.engine import POSTGRES_IMAGE_ENV, Unavailable
 from harness.net import free_port, port_open
 
 
 DATABASES = ("sqlite", "postgres")
-POSTGRES_IMAGE_ENV = "CHAOS_POSTGRES_IMAGE"  # an image present locally, e.g. postgres:16-alpine
 PG_BIN_ENV = "CHAOS_PG_BIN"  # a directory holding initdb, pg_ctl, postgres
 
 
@@ -119,23 +120,31 @@ class LocalPostgres:
 
 
 class ContainerPostgres:
-    """testcontainers' PostgresContainer on host networking, from an image already present."""
+    """testcontainers' PostgresContainer on host networking, from an image present locally."""
 
     def __init__(self, image: str, session: str):
-        from testcontainers.postgres import PostgresContainer
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before 4.15
+            from testcontainers.postgres import PostgresContainer
 
         self.port = free_port()
+        self.image = image
+        # PGPORT: the server's port, and the one testcontainers' readiness probe (psql inside the
+        # container, with no --port) connects to
         self.container = (PostgresContainer(image, port=self.port, username="prefect", password="prefect",
                                             dbname="prefect", driver="asyncpg")
+                          .with_env("PGPORT", str(self.port))
                           .with_kwargs(network="host", labels={"chaos-harness.session": session,
                                                                "chaos-harness.owner": str(os.getpid())})
-                          .with_command(f"postgres -c listen_addresses=127.0.0.1 -c port={self.port}"))
+                          .with_command(f"postgres -c listen_addresses=127.0.0.1 -c port={self.port} "
+                                        "-c unix_socket_directories=/tmp"))
+        self.container.ports.clear()  # host networking publishes nothing: the port is the host's own
         self.container.start()
         self.url = f"postgresql+asyncpg://prefect:prefect@127.0.0.1:{self.port}/prefect"
 
     def start(self) -> None:
-        wrapped = self.container.get_wrapped_container()
-        wrapped.start()
+        self.container.get_wrapped_container().start()
         procs.wait_for(lambda: port_open(self.port), 60, 0.25, f"PostgreSQL on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
@@ -145,31 +154,25 @@ class ContainerPostgres:
         self.container.stop()
 
 
-def open_database(kind: str, workdir: Path, session: str) -> Database | None:
-    """The database of a new server: None for SQLite (the server keeps its own file)."""
+def open_database(kind: str, workdir: Path, session: str, backend: str = "local") -> Database | None:
+    """The database of a new server: None for SQLite (the server keeps its own file).
+
+    PostgreSQL: testcontainers' where Docker runs (the docker backend; and on any backend when
+    ``CHAOS_POSTGRES_IMAGE`` names an image), a local cluster otherwise."""
     if kind == "sqlite":
         return None
     if kind != "postgres":
         raise Unavailable(f"unknown database {kind!r} (known: {', '.join(DATABASES)})")
-    image = os.environ.get(POSTGRES_IMAGE_ENV)
-    if image and _image_present(image):
+    if backend == "docker" or os.environ.get(POSTGRES_IMAGE_ENV):
+        from harness import engine
+
+        try:
+            image = engine.postgres_image(engine.ensure_engine())
+        except engine.Unavailable as exc:
+            raise Unavailable(f"testcontainers' PostgreSQL: {exc}") from None
         return ContainerPostgres(image, session)
     # a fresh directory each time: a start that failed half-way leaves its own behind
     return LocalPostgres(workdir / f"postgres-{uuid.uuid4().hex[:6]}", session)
-
-
-def _image_present(image: str) -> bool:
-    try:
-        import docker
-
-        client = docker.from_env()
-        try:
-            client.images.get(image)
-            return True
-        finally:
-            client.close()
-    except Exception:
-        return False
 
 
 def _chown_tree(path: Path, user: str) -> None:

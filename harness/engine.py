@@ -29,7 +29,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+# testcontainers' reaper is an image that cannot be pulled without a registry; the harness removes
+# its containers itself, by label (set before testcontainers reads its configuration)
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
 IMAGE_ENV = "CHAOS_DOCKER_IMAGE"
+POSTGRES_IMAGE_ENV = "CHAOS_POSTGRES_IMAGE"  # a PostgreSQL image present locally, e.g. postgres:16
 IMAGE_REPO = "chaos-harness/prefect"
 RECIPE = 1  # bump when the build recipe below changes: it is part of the tag's hash
 SUITE = "bookworm"
@@ -177,37 +182,38 @@ def _hook_script(inputs: dict[str, Any]) -> str:
     ])
 
 
-def build_image(client, inputs: dict[str, Any] | None = None, log=sys.stderr) -> str:
-    """Build the harness image from a Debian rootfs; return its tag (reused when present)."""
-    inputs = inputs or image_inputs()
-    tag = image_tag(inputs)
-    if not inputs["prefect"]:
-        raise Unavailable("Prefect is not installed: the image carries the harness's own Prefect version")
+def _build(client, tag: str, include: str, hook: str, changes: list[str], labels: str, log,
+           essential_hook: str | None = None) -> str:
+    """A Debian rootfs (``mmdebstrap``, ``include``d packages, a customize ``hook``, an
+    ``essential_hook`` before the packages are installed) piped into ``docker import`` as
+    ``tag``; reused when present."""
     with _lock("image"):
         if _present(client, tag):
             return tag
         if not shutil.which("mmdebstrap"):
             _apt_install(["mmdebstrap"])
         with tempfile.TemporaryDirectory(prefix="chaos-harness-image-") as tmp:
-            hook = Path(tmp) / "hook.sh"
-            hook.write_text(_hook_script(inputs))
-            hook.chmod(0o755)
+            hook_path = Path(tmp) / "hook.sh"
+            hook_path.write_text(hook)
+            hook_path.chmod(0o755)
+            hooks = [f"--customize-hook={hook_path} \"$1\""]
+            if essential_hook is not None:
+                essential_path = Path(tmp) / "essential.sh"
+                essential_path.write_text(essential_hook)
+                essential_path.chmod(0o755)
+                hooks.insert(0, f"--essential-hook={essential_path} \"$1\"")
             build_log = Path(tmp) / "mmdebstrap.log"
             print(f"building {tag} from a Debian {SUITE} rootfs (about a minute)", file=log, flush=True)
             started = time.monotonic()
             with open(build_log, "wb") as errf:
                 strap = subprocess.Popen(
-                    ["mmdebstrap", "--variant=apt", "--include=python3,python3-venv,ca-certificates,procps",
-                     f"--customize-hook={hook} \"$1\"", SUITE, "-"],
-                    stdout=subprocess.PIPE, stderr=errf)
-                labels = json.dumps(inputs, sort_keys=True)
-                imported = subprocess.run(
-                    ["docker", "import",
-                     "-c", "ENV PATH=/opt/prefect/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "-c", "ENV PYTHONUNBUFFERED=1",
-                     "-c", f"LABEL chaos-harness.image-inputs={json.dumps(labels)}",
-                     "-", tag],
-                    stdin=strap.stdout, capture_output=True, text=True)
+                    ["mmdebstrap", "--variant=apt", f"--include={include}", *hooks, SUITE, "-"],
+                    stdout=subprocess.PIPE, stderr=errf,
+                    start_new_session=True)  # it HUPs its process group when it fails: not the harness
+                argv = ["docker", "import"]
+                for change in [*changes, f"LABEL chaos-harness.image-inputs={json.dumps(labels)}"]:
+                    argv += ["-c", change]
+                imported = subprocess.run([*argv, "-", tag], stdin=strap.stdout, capture_output=True, text=True)
                 strap.stdout.close()
                 strap_rc = strap.wait()
             if strap_rc != 0 or imported.returncode != 0:
@@ -215,6 +221,80 @@ def build_image(client, inputs: dict[str, Any] | None = None, log=sys.stderr) ->
                                   f"{imported.returncode} {imported.stderr.strip()[-400:]}\n{_tail(build_log)}")
             print(f"built {tag} in {time.monotonic() - started:.0f}s", file=log, flush=True)
     return tag
+
+
+def build_image(client, inputs: dict[str, Any] | None = None, log=sys.stderr) -> str:
+    """Build the harness image from a Debian rootfs; return its tag (reused when present)."""
+    inputs = inputs or image_inputs()
+    if not inputs["prefect"]:
+        raise Unavailable("Prefect is not installed: the image carries the harness's own Prefect version")
+    return _build(client, image_tag(inputs), "python3,python3-venv,ca-certificates,procps", _hook_script(inputs),
+                  ["ENV PATH=/opt/prefect/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "ENV PYTHONUNBUFFERED=1"], json.dumps(inputs, sort_keys=True), log)
+
+
+# The part of the official postgres image's entrypoint that testcontainers' PostgresContainer
+# relies on: on the first start, a cluster whose superuser is $POSTGRES_USER (password
+# $POSTGRES_PASSWORD) with a database $POSTGRES_DB; then the command, as the postgres user.  A
+# container started again keeps its data and skips the first part.
+POSTGRES_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+export PATH="$bin:$PATH" PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+user="${POSTGRES_USER:-postgres}"
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    install -d -o postgres -g postgres -m 700 "$PGDATA"
+    pw=$(mktemp)
+    printf '%s' "${POSTGRES_PASSWORD:-postgres}" > "$pw"
+    chown postgres "$pw"
+    runuser -u postgres -- initdb -D "$PGDATA" -U "$user" --pwfile="$pw" --auth-host=scram-sha-256         --auth-local=trust --encoding=UTF8 >/dev/null
+    rm -f "$pw"
+    runuser -u postgres -- pg_ctl -D "$PGDATA" -o "-c listen_addresses= -c unix_socket_directories=/tmp" -w start >/dev/null
+    if [ "${POSTGRES_DB:-$user}" != postgres ]; then
+        runuser -u postgres -- psql -h /tmp -U "$user" -d postgres -v ON_ERROR_STOP=1             -c "CREATE DATABASE "${POSTGRES_DB:-$user}"" >/dev/null
+    fi
+    runuser -u postgres -- pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+fi
+# docker stop sends SIGTERM, which PostgreSQL takes as a smart shutdown (it waits for every client
+# to leave); the official image stops it with SIGINT, a fast shutdown (docker import cannot set
+# STOPSIGNAL): pass SIGTERM on as SIGINT
+runuser -u postgres -- "$@" &
+server=$!
+trap 'kill -INT "$server"' TERM INT
+wait "$server" || true
+trap - TERM INT
+wait "$server"
+"""
+POSTGRES_REPO = "chaos-harness/postgres"
+
+
+def postgres_image(client, log=sys.stderr) -> str:
+    """A PostgreSQL image for testcontainers, built like the Prefect image (Debian's PostgreSQL);
+    ``CHAOS_POSTGRES_IMAGE`` names a present one instead (the official image, say)."""
+    configured = os.environ.get(POSTGRES_IMAGE_ENV)
+    if configured:
+        if not _present(client, configured):
+            raise Unavailable(f"{POSTGRES_IMAGE_ENV}={configured} is not present locally and the harness never "
+                              f"pulls implicitly: run 'docker pull {configured}' first")
+        return configured
+    # no service starts inside the build: the package would start its default cluster in the
+    # chroot (and its scripts signal what they started)
+    no_daemons = "#!/bin/sh\nprintf '#!/bin/sh\\nexit 101\\n' > \"$1/usr/sbin/policy-rc.d\"\nchmod 755 \"$1/usr/sbin/policy-rc.d\"\n"
+    hook = "\n".join([
+        "#!/bin/sh", "set -eu", 'root="$1"',
+        # no default cluster: the entrypoint makes the container's own
+        'chroot "$root" sh -c \'pg_lsclusters -h | while read v c rest; do pg_dropcluster "$v" "$c"; done\'',
+        'rm -f "$root/usr/sbin/policy-rc.d"',
+        f"cat > \"$root/usr/local/bin/docker-entrypoint.sh\" <<'ENTRYPOINT'\n{POSTGRES_ENTRYPOINT}ENTRYPOINT",
+        'chmod 755 "$root/usr/local/bin/docker-entrypoint.sh"',
+        'rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*',
+        "",
+    ])
+    inputs = {"suite": SUITE, "recipe": hashlib.sha256((hook + no_daemons).encode()).hexdigest()}
+    tag = f"{POSTGRES_REPO}:{SUITE}-{hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]}"
+    return _build(client, tag, "postgresql,ca-certificates", hook,
+                  ['ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]', 'CMD ["postgres"]'],
+                  json.dumps(inputs, sort_keys=True), log, essential_hook=no_daemons)
 
 
 def _present(client, tag: str) -> bool:

@@ -31,7 +31,6 @@ from harness.database import open_database
 from harness.net import free_port
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # before testcontainers reads its config
 
 SESSION_LABEL = "chaos-harness.session"
 OWNER_LABEL = "chaos-harness.owner"
@@ -330,7 +329,7 @@ class DockerSystem:
         self.system_id = re.sub(r"[^a-zA-Z0-9_.-]", "-", workdir.name)
         try:
             # host networking: the server container reaches a PostgreSQL on 127.0.0.1 as the host does
-            self.database = open_database(self.database_kind, workdir, session)
+            self.database = open_database(self.database_kind, workdir, session, backend="docker")
             self.server = ServerContainer(self.client, self.image, session, self.env, self.system_id,
                                           database_url=self.database and self.database.url)
             self.server.start()
