@@ -148,7 +148,11 @@ class ContainerPostgres:
         procs.wait_for(lambda: port_open(self.port), 60, 0.25, f"PostgreSQL on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
-        self.container.get_wrapped_container().stop(timeout=10)
+        """A fast shutdown, as ``pg_ctl stop -m fast`` (``docker stop``'s SIGTERM would be a smart
+        one: PostgreSQL would go on serving the connections it has until they end)."""
+        wrapped = self.container.get_wrapped_container()
+        wrapped.kill(signal="SIGINT")
+        wrapped.wait(timeout=30)
 
     def close(self) -> None:
         self.container.stop()

@@ -236,7 +236,8 @@ def build_image(client, inputs: dict[str, Any] | None = None, log=sys.stderr) ->
 # The part of the official postgres image's entrypoint that testcontainers' PostgresContainer
 # relies on: on the first start, a cluster whose superuser is $POSTGRES_USER (password
 # $POSTGRES_PASSWORD) with a database $POSTGRES_DB; then the command, as the postgres user.  A
-# container started again keeps its data and skips the first part.
+# container started again keeps its data and skips the first part.  PostgreSQL is the container's
+# PID 1, so a signal to the container is a signal to the server (SIGINT: a fast shutdown).
 POSTGRES_ENTRYPOINT = r"""#!/bin/sh
 set -eu
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
@@ -255,15 +256,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
     runuser -u postgres -- pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
-# docker stop sends SIGTERM, which PostgreSQL takes as a smart shutdown (it waits for every client
-# to leave); the official image stops it with SIGINT, a fast shutdown (docker import cannot set
-# STOPSIGNAL): pass SIGTERM on as SIGINT
-runuser -u postgres -- "$@" &
-server=$!
-trap 'kill -INT "$server"' TERM INT
-wait "$server" || true
-trap - TERM INT
-wait "$server"
+exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
 """
 POSTGRES_REPO = "chaos-harness/postgres"
 
