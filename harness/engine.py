@@ -264,11 +264,8 @@ POSTGRES_REPO = "chaos-harness/postgres"
 def postgres_image(client, log=sys.stderr) -> str:
     """A PostgreSQL image for testcontainers, built like the Prefect image (Debian's PostgreSQL);
     ``CHAOS_POSTGRES_IMAGE`` names a present one instead (the official image, say)."""
-    configured = os.environ.get(POSTGRES_IMAGE_ENV)
+    configured = _configured(client, POSTGRES_IMAGE_ENV)
     if configured:
-        if not _present(client, configured):
-            raise Unavailable(f"{POSTGRES_IMAGE_ENV}={configured} is not present locally and the harness never "
-                              f"pulls implicitly: run 'docker pull {configured}' first")
         return configured
     # no service starts inside the build: the package would start its default cluster in the
     # chroot (and its scripts signal what they started)
@@ -302,10 +299,13 @@ def _present(client, tag: str) -> bool:
 
 def ensure_image(client, log=sys.stderr) -> str:
     """The image flow runs and the server run in: a configured one, else the harness's own."""
-    configured = os.environ.get(IMAGE_ENV)
-    if configured:
-        if not _present(client, configured):
-            raise Unavailable(f"{IMAGE_ENV}={configured} is not present locally and the harness never pulls "
-                              f"implicitly: run 'docker pull {configured}' first")
-        return configured
-    return build_image(client, log=log)
+    return _configured(client, IMAGE_ENV) or build_image(client, log=log)
+
+
+def _configured(client, env: str) -> str | None:
+    """The image ``env`` names, which must be present: nothing is ever pulled implicitly."""
+    configured = os.environ.get(env)
+    if configured and not _present(client, configured):
+        raise Unavailable(f"{env}={configured} is not present locally and the harness never pulls "
+                          f"implicitly: run 'docker pull {configured}' first")
+    return configured or None

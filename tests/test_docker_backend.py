@@ -35,7 +35,9 @@ def test_recipe_carries_the_ca_certificates_and_pins_prefect():
     assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in script
 
 
-def test_a_configured_image_is_never_pulled(monkeypatch):
+@pytest.mark.parametrize("env, ensure, image", [(engine.IMAGE_ENV, engine.ensure_image, "prefecthq/prefect:3-latest"),
+                                                (engine.POSTGRES_IMAGE_ENV, engine.postgres_image, "postgres:16")])
+def test_a_configured_image_is_never_pulled(monkeypatch, env, ensure, image):
     class Images:
         def get(self, tag):
             import docker
@@ -47,9 +49,9 @@ def test_a_configured_image_is_never_pulled(monkeypatch):
     class Client:
         images = Images()
 
-    monkeypatch.setenv(engine.IMAGE_ENV, "prefecthq/prefect:3-latest")
-    with pytest.raises(engine.Unavailable, match="never pulls implicitly.*docker pull prefecthq/prefect:3-latest"):
-        engine.ensure_image(Client())
+    monkeypatch.setenv(env, image)
+    with pytest.raises(engine.Unavailable, match=f"{env}={image} is not present.*never pulls implicitly.*docker pull {image}"):
+        ensure(Client())
 
 
 # -- on a real engine ---------------------------------------------------------------------------
