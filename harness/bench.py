@@ -8,7 +8,8 @@ scheduler does), and prints per case and overall:
   journal line) minus the scenario's own time: from the main flow run's creation to the last thing
   the scenario waits for (the last run's terminal state, the last fault's heal; the bound for a
   run that stays stuck), and minus the quiet period the scenario declares (``quiet_seconds``: it
-  watches the settled run for a late change, as it waits its bound for a stuck one); median and
+  watches the settled run for a late change, as it waits its bound for a stuck one; only the part
+  after the scenario's own time counts, should a late change have moved its end); median and
   worst, and the median counting the quiet period as harness time too.  Deploying (before the
   case's turn when it was prepared ahead; ``waited`` is what its turn still spent on it) and
   cleanup (after the journal line, while the next case runs) are shown beside it;
@@ -59,6 +60,18 @@ def own_time(entry: dict[str, Any]) -> float:
     return max(ends) - created
 
 
+def quiet_time(entry: dict[str, Any], own: float) -> float:
+    """The part of the scenario's last quiet period after its own time: a run that changed
+    during it (a late state) moved its own end into it."""
+    timing = entry.get("timing") or {}
+    quiet, since = timing.get("quiet") or 0.0, timing.get("quiet_from")
+    tops = [r for r in entry["history"]["flow_runs"] if r["role"] in ("main", "rerun") and r["states"]]
+    if since is None or not tops:
+        return quiet
+    own_end = min(r["states"][0]["timestamp"] for r in tops) + own
+    return max(0.0, since + quiet - max(since, own_end))
+
+
 def observation_lag(entry: dict[str, Any]) -> float | None:
     seen = (entry.get("timing") or {}).get("terminal_seen_at")
     main = next((r for r in entry["history"]["flow_runs"] if r["role"] == "main"), None)
@@ -73,7 +86,8 @@ def case_figures(entry: dict[str, Any], cleanup: float | None = None) -> dict[st
     was journalled) against its own time; deploying and cleaning up, which may happen outside its
     turn (prepared ahead, cleaned up behind), are shown apart."""
     timing = entry.get("timing") or {}
-    wall, own, quiet = entry["finished_at"] - timing["turn_started_at"], own_time(entry), timing.get("quiet") or 0.0
+    wall, own = entry["finished_at"] - timing["turn_started_at"], own_time(entry)
+    quiet = quiet_time(entry, own)
     return {"case": f"{entry['scenario']}@{entry['backend']}", "outcome": entry["verdict"]["outcome"],
             "wall": round(wall, 2), "own": round(own, 2), "quiet": round(quiet, 2),
             "overhead": round(wall - own - quiet, 2), "overhead_with_quiet": round(wall - own, 2),

@@ -62,10 +62,11 @@ def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
 
 
 def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list[str], armed: list[Armed],
-           bound: float) -> tuple[float | None, float]:
+           bound: float) -> tuple[float | None, float | None]:
     """Drive faults while the runs go; return once they settled (or at the bound), with the time
-    the harness first saw the first run terminal (the benchmark's observation lag) and how long it
-    watched the settled runs for a late change (the scenario's quiet period)."""
+    the harness first saw the first run terminal (the benchmark's observation lag) and when it
+    began to watch the settled runs for a late change (the scenario's quiet period; None if they
+    never settled)."""
     started = time.time()
     seen_terminal = None
     deadline = started + bound
@@ -107,11 +108,11 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         if all(s.terminal for s in snaps.values()) and not any(a.open for a in armed):
             quiet_until = quiet_until or now + scenario.quiet_seconds
             if now >= quiet_until:
-                return seen_terminal, now - (quiet_until - scenario.quiet_seconds)
+                return seen_terminal, quiet_until - scenario.quiet_seconds
         elif all(s.flow_state is not None for s in snaps.values()):
             quiet_until = None
         if now >= deadline:
-            return seen_terminal, 0.0 if quiet_until is None else now - (quiet_until - scenario.quiet_seconds)
+            return seen_terminal, None if quiet_until is None else quiet_until - scenario.quiet_seconds
         time.sleep(POLL)
 
 
@@ -210,7 +211,8 @@ def execute(prepared: Prepared, journal: Journal | None = None, prefect_version:
     run_id = run_ids[0]
     armed = arm(scenario, run_ids)
     try:
-        seen_terminal, quiet = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
+        seen_terminal, quiet_from = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
+        quiet_to = time.time()
     finally:
         _heal_all(armed)
     for a in armed:
@@ -220,8 +222,12 @@ def execute(prepared: Prepared, journal: Journal | None = None, prefect_version:
     reruns = []
     for follow in scenario.then:  # only 'rerun' exists: a new run, same parameters
         reruns.append(system.api.create_flow_run(deployed.deployment_id, params, tags + ["rerun"]))
-        quiet += _watch(system, deployed, scenario, reruns[-1:], [], expect.settle_within_seconds)[1]
+        quiet_from = _watch(system, deployed, scenario, reruns[-1:], [], expect.settle_within_seconds)[1]
+        quiet_to = time.time()
     followed = time.time()
+    # the last quiet period, the one after everything the scenario waits for (an earlier one, before
+    # a rerun, lies inside the scenario's own time)
+    quiet = (quiet_to - quiet_from) if quiet_from is not None else 0.0
     history = observe.collect(
         system.api, scenario=scenario.id, backend=backend, started_at=started,
         bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
@@ -235,7 +241,7 @@ def execute(prepared: Prepared, journal: Journal | None = None, prefect_version:
     timing = {"turn_started_at": round(turn, 3), "deploy": round(prepared.ready - prepared.began, 3),
               "deploy_waited": round(max(0.0, prepared.ready - turn), 3),
               "prepared_ahead": prepared.ready <= turn, "watch": round(watched - started, 3),
-              "quiet": round(quiet, 3), "follow_ups": round(followed - watched, 3),
+              "quiet": round(quiet, 3), "quiet_from": quiet_from, "follow_ups": round(followed - watched, 3),
               "collect": round(time.time() - followed, 3), "terminal_seen_at": seen_terminal}
     entry = {
         "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,

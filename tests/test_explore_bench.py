@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from harness.bench import case_figures, from_journal, observation_lag, own_time, render, summarize
+from harness.bench import case_figures, from_journal, observation_lag, own_time, quiet_time, render, summarize
 from harness.explore import RETRIES, Episode, Step, invariant_violations, was_rescheduled
 from harness.history import FlowRun, History, State
 from harness.scenario import load_matrix
@@ -73,12 +73,12 @@ def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     assert yaml.safe_load(text)[0]["id"] == "explore-found"
 
 
-def entry(states, faults=(), stuck=False, seen=None, finished=50.0, settle=60, turn=0.0, quiet=0.0):
+def entry(states, faults=(), stuck=False, seen=None, finished=50.0, settle=60, turn=0.0, quiet=0.0, quiet_from=None):
     return {"scenario": "s", "backend": "local", "finished_at": finished, "prefect_version": "3.8.8",
             "expectation": {"settle_within_seconds": settle},
             "verdict": {"outcome": "pass", "figures": {"stuck": stuck}},
             "timing": {"deploy": 4.0, "collect": 0.2, "terminal_seen_at": seen, "turn_started_at": turn,
-                       "quiet": quiet, "deploy_waited": 0.0, "prepared_ahead": True},
+                       "quiet": quiet, "quiet_from": quiet_from, "deploy_waited": 0.0, "prepared_ahead": True},
             "history": {"flow_runs": [{"role": "main", "states": [{"type": t, "timestamp": ts} for t, ts in states]}],
                         "faults": list(faults)}}
 
@@ -125,3 +125,15 @@ def test_figures_from_a_journal(tmp_path):
     (tmp_path / "empty.jsonl").write_text(json.dumps(old) + "\n")
     with pytest.raises(SystemExit, match="empty.jsonl: no journal line"):
         from_journal(tmp_path / "empty.jsonl")
+
+
+def test_only_the_quiet_period_after_the_scenarios_own_time_counts():
+    settled = entry([("SCHEDULED", 10), ("COMPLETED", 30)], quiet=3.0, quiet_from=30.3)
+    assert quiet_time(settled, own_time(settled)) == pytest.approx(3.0)
+    # a late change (Crashed, then Completed at 33) inside the window: only 33 -> 33.5 is quiet
+    late = entry([("SCHEDULED", 10), ("CRASHED", 30), ("COMPLETED", 33)], quiet=3.0, quiet_from=30.5, turn=10.0,
+                 finished=34.0)
+    assert quiet_time(late, own_time(late)) == pytest.approx(0.5)
+    assert case_figures(late)["overhead"] == 0.5  # 24 s turn, 23 s its own, 0.5 s quiet: never negative
+    # a journal line without the window's start: the whole period, as journalled
+    assert quiet_time(entry([("SCHEDULED", 10), ("COMPLETED", 30)], quiet=3.0), 20) == 3.0
