@@ -248,11 +248,13 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pw=$(mktemp)
     printf '%s' "${POSTGRES_PASSWORD:-postgres}" > "$pw"
     chown postgres "$pw"
-    runuser -u postgres -- initdb -D "$PGDATA" -U "$user" --pwfile="$pw" --auth-host=scram-sha-256         --auth-local=trust --encoding=UTF8 >/dev/null
+    runuser -u postgres -- initdb -D "$PGDATA" -U "$user" --pwfile="$pw" --auth-host=scram-sha-256 \
+        --auth-local=trust --encoding=UTF8 >/dev/null
     rm -f "$pw"
     runuser -u postgres -- pg_ctl -D "$PGDATA" -o "-c listen_addresses= -c unix_socket_directories=/tmp" -w start >/dev/null
     if [ "${POSTGRES_DB:-$user}" != postgres ]; then
-        runuser -u postgres -- psql -h /tmp -U "$user" -d postgres -v ON_ERROR_STOP=1             -c "CREATE DATABASE "${POSTGRES_DB:-$user}"" >/dev/null
+        runuser -u postgres -- psql -h /tmp -U "$user" -d postgres -v ON_ERROR_STOP=1 \
+            -c "CREATE DATABASE \"${POSTGRES_DB:-$user}\"" >/dev/null
     fi
     runuser -u postgres -- pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
