@@ -168,9 +168,6 @@ class Scheduler:
         """The order cases start in: as asked with limit 1, else the plan's."""
         return self.planned if self.limit == 1 else plan(self.planned)
 
-    def _eligible(self, case: Case) -> bool:
-        return not shares_target(case[0])
-
     def _prepare_ahead(self) -> None:
         """Deploy the next planned cases (up to ``ahead`` waiting) in the background."""
         with self._guard:
@@ -182,13 +179,12 @@ class Scheduler:
                 key = _key(case)
                 if key in self._started or key in self._prepared:
                     continue
-                if not self._eligible(case):
+                # not a case that faults what its server's cases share (it gets a private system,
+                # or runs last, alone), nor one whose system is not up (starting a cluster or
+                # building an image is no background work); one at a time, nothing past it either
+                if shares_target(case[0]) or not self._system_up(case):
                     if self.limit == 1:
-                        return  # the next case runs alone: nothing past it may wait deployed
-                    continue  # it gets a private system (or runs last, alone)
-                if not self._system_up(case):
-                    if self.limit == 1:
-                        return  # starting a system (a cluster, an image) is no background work
+                        return
                     continue
                 future = self._prepare_pool.submit(self._prepare, case)
                 self._prepared[key] = future
