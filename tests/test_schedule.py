@@ -217,33 +217,38 @@ class Staged:
     def index(self, step: str, sid: str) -> int:
         return next(i for i, (st, s, _) in enumerate(self.events) if (st, s) == (step, sid))
 
+    def thread(self, step: str, sid: str) -> str:
+        return self.events[self.index(step, sid)][2]
+
+
+def run_every(session, runner, cases, limit=1, ahead=1):
+    """Ask for every case in order on a new scheduler, then close it: (results, scheduler, what
+    close() returned)."""
+    sched = Scheduler(session, runner, limit, ahead)
+    sched.planned = cases
+    results = [sched.result(case) for case in cases]
+    return results, sched, sched.close()
+
 
 def test_the_next_case_is_deployed_while_one_runs_and_cleaned_up_after():
     runner = Staged()
-    sched = Scheduler(Session(), runner, 1, ahead=1)
-    cases = [(scenario(x), "local") for x in "abc"]
-    sched.planned = cases
-    results = [sched.result(c) for c in cases]
+    results, sched, failed = run_every(Session(), runner, [(scenario(x), "local") for x in "abc"])
     assert [r["scenario"] for r in results] == ["a", "b", "c"]
-    assert sched.close() == {}
+    assert failed == {}
     assert runner.live == set()  # every deployment was cleaned up
     for sid in "abc":
         assert runner.steps(sid) == ["prepare", "execute", "executed", "cleanup"]
     # b was deployed in the background while a ran, and a cleaned up in the background after it
     assert runner.index("prepare", "b") < runner.index("executed", "a")
-    assert [t for st, s, t in runner.events if (st, s) == ("prepare", "b")][0].startswith("chaos-prepare")
-    assert [t for st, s, t in runner.events if (st, s) == ("cleanup", "a")][0].startswith("chaos-cleanup")
+    assert runner.thread("prepare", "b").startswith("chaos-prepare")
+    assert runner.thread("cleanup", "a").startswith("chaos-cleanup")
     assert set(sched.cleanup_seconds) == {(x, "local") for x in "abc"}
 
 
 def test_nothing_waits_deployed_next_to_a_case_that_faults_the_server():
     runner = Staged(0.1)
-    sched = Scheduler(Session(), runner, 1, ahead=2)
     cases = [(scenario("a"), "local"), (scenario("srv", faults=SERVER_FAULT), "local"), (scenario("c"), "local")]
-    sched.planned = cases
-    for case in cases:
-        sched.result(case)
-    assert sched.close() == {} and runner.live == set()
+    assert run_every(Session(), runner, cases, ahead=2)[2] == {} and runner.live == set()
     # the server case is next: neither it nor anything after it was deployed during a
     assert runner.index("prepare", "srv") > runner.index("executed", "a")
     assert runner.index("prepare", "c") > runner.index("executed", "srv")  # nor during srv
@@ -270,24 +275,16 @@ def test_a_failed_deployment_is_the_case_error_and_a_failed_cleanup_is_reported(
 
 def test_ahead_zero_deploys_each_case_in_its_turn():
     runner = Staged(0.1)
-    sched = Scheduler(Session(), runner, 1, ahead=0)
-    sched.planned = [(scenario("a"), "local"), (scenario("b"), "local")]
-    for case in sched.planned:
-        sched.result(case)
-    sched.close()
+    run_every(Session(), runner, [(scenario("a"), "local"), (scenario("b"), "local")], ahead=0)
     assert runner.index("prepare", "b") > runner.index("executed", "a")
     assert all(t == threading.current_thread().name for st, _, t in runner.events if st == "prepare")
 
 
 def test_concurrent_cases_take_deployments_prepared_ahead():
     runner = Staged(0.3)
-    sched = Scheduler(Session(), runner, 2, ahead=1)
-    sched.planned = [(scenario(x, settle=10 - i), "local") for i, x in enumerate("abcd")]
-    for case in sched.planned:
-        sched.result(case)
-    assert sched.close() == {} and runner.live == set()
-    prepared_by = {s: t for st, s, t in runner.events if st == "prepare"}
-    assert prepared_by["c"].startswith("chaos-prepare")  # deployed while a and b ran
+    cases = [(scenario(x, settle=10 - i), "local") for i, x in enumerate("abcd")]
+    assert run_every(Session(), runner, cases, limit=2)[2] == {} and runner.live == set()
+    assert runner.thread("prepare", "c").startswith("chaos-prepare")  # deployed while a and b ran
     assert all(runner.steps(x).count("prepare") == 1 for x in "abcd")
 
 
@@ -315,8 +312,8 @@ def test_a_case_that_fails_before_it_runs_does_not_hold_up_preparation():
         sched.result(case)
     assert sched.close() == {}
     assert runner.steps("a") == []  # never deployed: its turn is over
-    prepared_by = {s: t for st, s, t in runner.events if st == "prepare"}
-    assert prepared_by["c"].startswith("chaos-prepare") and prepared_by["d"].startswith("chaos-prepare")
+    assert runner.thread("prepare", "c").startswith("chaos-prepare")
+    assert runner.thread("prepare", "d").startswith("chaos-prepare")
 
 
 def test_nothing_is_prepared_on_a_system_that_is_not_up_yet():
@@ -325,9 +322,5 @@ def test_nothing_is_prepared_on_a_system_that_is_not_up_yet():
             return backend == "local"
 
     runner = Staged(0.1)
-    sched = Scheduler(Lazy(), runner, 1, ahead=1)
-    sched.planned = [(scenario("a"), "local"), (scenario("a"), "docker")]
-    for case in sched.planned:
-        sched.result(case)
-    sched.close()
+    run_every(Lazy(), runner, [(scenario("a"), "local"), (scenario("a"), "docker")])
     assert all(t == threading.current_thread().name for st, _, t in runner.events if st == "prepare")
