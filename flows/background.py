@@ -11,25 +11,35 @@ background runs with the options of the replica's task object, not the submitter
 Waiting is more than ``future.result()``: Prefect 3 records a task run's states from events, so
 right after ``.delay()`` the run can still have no state, and ``result()`` then raises
 ``RuntimeError: ... has no state which means it hasn't started yet`` (seen here on Prefect
-3.8.8 in a run without any fault).  The task run itself can be missing a moment too: naming it
-right after ``.delay()`` once answered 404 (``ObjectNotFound``, the baseline row under load).  The
-flow waits both out, as a user's code must.
+3.8.8 in a run without any fault).  The flow waits that out, as a user's code must.
+
+Each scenario instance serves its own task.  The server hands a ``.delay()``-ed run to any task
+worker subscribed to its *task key* (the function's name and a hash of its code), whatever
+deployment or work pool submitted it; and a replica that cannot read the run's parameters (they
+sit in its scenario's own result storage) deletes the run (``PREFECT_TASKS_SCHEDULING_DELETE_FAILED_SUBMISSIONS``,
+on by default).  Seen here on Prefect 3.8.8: the next scenario's replicas, started ahead of its turn,
+took the baseline's step-3 and deleted it, and the flow failed with ``ObjectNotFound``.  So the
+task's qualified name carries ``CHAOS_INSTANCE``, which its flow run and its replicas share.
 """
 
 import os
+import re
 import time
 
 from prefect import flow, get_client, task
-from prefect.exceptions import ObjectNotFound
 
 from _workload import flow_options, ledger, sleep
 
 
-@task(persist_result=True, task_run_name="step-{index}")
 def _work(index: int, seconds: float) -> int:
     with ledger.execution(f"step-{index}"):
         sleep(seconds)
     return index
+
+
+# the task key is "<last part of the qualified name>-<code hash>": one per scenario instance
+_work.__qualname__ = "work_" + re.sub(r"\W", "_", os.environ.get("CHAOS_INSTANCE", "any"))
+_work = task(_work, persist_result=True, task_run_name="step-{index}")
 
 
 # what `prefect task serve flows/background.py:work` serves
@@ -44,19 +54,8 @@ def _background(tasks: int = 4, sleep: float = 5.0) -> list[int]:
         for i in range(1, tasks + 1):
             futures.append(work.delay(i, sleep))
             # named now, not only when a replica starts it: a run no replica ever starts is found too
-            _name(client, futures[-1].task_run_id, f"step-{i}")
+            client.set_task_run_name(futures[-1].task_run_id, f"step-{i}")
     return [_result(f) for f in futures]
-
-
-def _name(client, task_run_id, name: str, patience: float = 60.0) -> None:
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            return client.set_task_run_name(task_run_id, name)
-        except ObjectNotFound:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.5)  # the task run is not recorded yet
 
 
 def _result(future):
