@@ -18,7 +18,10 @@ scheduler does), and prints per case and overall:
   seconds / cores);
 - state-observation lag: when the harness first saw the main run terminal, minus the time Prefect
   recorded that state;
-- the harness process's peak RSS and CPU seconds (and its children's).
+- the harness process's peak RSS and CPU seconds (and its children's);
+- where the CPU went: every process of the session sampled each second, by role (the server, the
+  workers, the flow-run processes, the task workers, a database, the harness itself), so the least
+  time the matrix needs on this machine's cores can be read against what the harness costs.
 
 ``python -m harness bench --journal FILE`` prints the same figures for a run that already
 happened (the main job's journal), without cleanup and usage, which a journal does not record.
@@ -32,10 +35,14 @@ import json
 import os
 import resource
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from harness import procs
 from harness.journal import REPORTS_DIR, Journal
 from harness.run import Runner
 from harness.scenario import load_matrix, select
@@ -133,6 +140,64 @@ def usage_now() -> dict[str, float]:
             "children_cpu_seconds": round(kids.ru_utime + kids.ru_stime, 1)}
 
 
+ROLES = [  # (role, what its command line contains), the first match wins
+    ("server", ("server start", "prefect.server")),
+    ("worker", ("worker start",)),
+    ("flow run", ("prefect.engine", "_workspace_supervisor", "flow_run")),
+    ("task worker", ("task serve",)),
+    ("database", ("postgres", "pg_ctl")),
+]
+
+
+def role_of(cmdline: list[str]) -> str:
+    """The role of a process of the session, from its command line."""
+    line = " ".join(cmdline)
+    return next((role for role, marks in ROLES if any(m in line for m in marks)), "other")
+
+
+class CpuSampler:
+    """Each process of a session, sampled every ``interval`` seconds: its own CPU seconds (its
+    children apart), summed by role.  A process's last moments after its last sample are missed
+    (less than ``interval`` each); the exact total of the harness's children is ``usage_now``'s."""
+
+    def __init__(self, session: str, interval: float = 1.0) -> None:
+        self.session, self.interval = session, interval
+        self.seen: dict[tuple[int, float], list] = {}  # (pid, start) -> [role, cpu seconds]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def sample(self) -> None:
+        for proc in procs.find(self.session):
+            try:
+                with proc.oneshot():
+                    key, times = (proc.pid, proc.create_time()), proc.cpu_times()
+                    if key not in self.seen:
+                        self.seen[key] = [role_of(proc.cmdline()), 0.0]
+                    self.seen[key][1] = times.user + times.system
+            except (psutil.Error, OSError):
+                pass  # it ended between the scan and the read
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def by_role(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for role, cpu in self.seen.values():
+            row = out.setdefault(role, {"processes": 0, "cpu_seconds": 0.0})
+            row["processes"] += 1
+            row["cpu_seconds"] = round(row["cpu_seconds"] + cpu, 1)
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["cpu_seconds"]))
+
+
 def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int, out: Path | None = None,
         ahead: int = 1) -> dict[str, Any]:
     cases = select(load_matrix(matrix), patterns, [backend])
@@ -145,12 +210,14 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int,
     scheduler = Scheduler(session, Runner(journal, version), concurrency, ahead)
     scheduler.planned = cases if concurrency > 1 else plan(cases)
     started = time.time()
+    sampler = CpuSampler(session.id)
     try:
-        for case in plan(cases):
-            try:
-                entries[(case[0].id, case[1])] = scheduler.result(case)
-            except Exception as exc:
-                errors[f"{case[0].id}@{case[1]}"] = f"{type(exc).__name__}: {exc}"
+        with sampler:
+            for case in plan(cases):
+                try:
+                    entries[(case[0].id, case[1])] = scheduler.result(case)
+                except Exception as exc:
+                    errors[f"{case[0].id}@{case[1]}"] = f"{type(exc).__name__}: {exc}"
     finally:
         failed = scheduler.close()  # the last cleanups are the matrix's time too
         matrix_wall = time.time() - started
@@ -158,7 +225,8 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int,
     errors.update({f"{k[0]}@{k[1]} (cleanup)": why for k, why in failed.items()})
     figures = [case_figures(e, scheduler.cleanup_seconds.get(key)) for key, e in entries.items()]
     result = {"prefect_version": version, "backend": backend, "concurrency": concurrency, "ahead": ahead,
-              "summary": summarize(figures, matrix_wall, usage_now()), "cases": figures, "errors": errors,
+              "summary": summarize(figures, matrix_wall, usage_now()), "cpu_by_role": sampler.by_role(),
+              "cases": figures, "errors": errors,
               "journal": str(journal.path)}
     path = out or REPORTS_DIR / f"bench-{stamp}.json"
     path.write_text(json.dumps(result, indent=2))
@@ -215,5 +283,13 @@ def render(result: dict[str, Any]) -> str:
     if "harness_peak_rss_mib" in s:
         lines.append(f"harness process: peak RSS {s['harness_peak_rss_mib']} MiB, CPU {s['harness_cpu_seconds']} s "
                      f"(its children: {s['children_cpu_seconds']} CPU s)")
+    if result.get("cpu_by_role"):
+        usage = dict(result["cpu_by_role"])
+        if "harness_cpu_seconds" in s:
+            usage["harness"] = {"processes": 1, "cpu_seconds": s["harness_cpu_seconds"]}
+        total = sum(r["cpu_seconds"] for r in usage.values())
+        lines.append(f"CPU by role (sampled each second): {total:.0f} CPU s, at least {total / s['cores']:.0f} s of "
+                     f"{s['cores']} cores: " + ", ".join(
+                         f"{role} {r['cpu_seconds']:.0f} s ({r['processes']} processes)" for role, r in usage.items()))
     lines.append(f"figures: {result['path']}")
     return "\n".join(lines)

@@ -4,11 +4,16 @@ on hand-written histories and journal lines."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from harness.bench import case_figures, from_journal, observation_lag, own_time, quiet_time, render, summarize
+from harness import procs
+from harness.bench import (CpuSampler, case_figures, from_journal, observation_lag, own_time, quiet_time, render,
+                           role_of, summarize)
 from harness.explore import RETRIES, Episode, Step, invariant_violations, was_rescheduled
 from harness.history import FlowRun, History, State
 from harness.scenario import load_matrix
@@ -106,8 +111,13 @@ def test_case_figures_and_summary_against_the_targets():
     assert s["matrix_over_longest"] == round(40 / 24.6, 2) and s["matrix_target_met"] is False
     assert s["overhead_target_met"] is False and s["cpu_floor_seconds"] == round(8.0 / s["cores"], 1)
     text = render({"summary": s, "cases": [fig], "errors": {"x@local": "Boom"}, "prefect_version": "3.8.8",
-                   "backend": "local", "concurrency": 8, "ahead": 1, "path": "p.json"})
+                   "backend": "local", "concurrency": 8, "ahead": 1, "path": "p.json",
+                   "cpu_by_role": {"server": {"processes": 1, "cpu_seconds": 5.0},
+                                   "worker": {"processes": 2, "cpu_seconds": 2.0}}})
     assert "NOT met" in text and "x@local" in text and "s@local" in text and "CPU s, at least" in text
+    # the roles and the harness itself: 5 + 2 + 1 CPU s
+    assert f"CPU by role (sampled each second): 8 CPU s, at least {8 / s['cores']:.0f} s" in text
+    assert "server 5 s (1 processes), worker 2 s (2 processes), harness 1 s (1 processes)" in text
 
 
 def test_figures_from_a_journal(tmp_path):
@@ -137,3 +147,26 @@ def test_only_the_quiet_period_after_the_scenarios_own_time_counts():
     assert case_figures(late)["overhead"] == 0.5  # 24 s turn, 23 s its own, 0.5 s quiet: never negative
     # a journal line without the window's start: the whole period, as journalled
     assert quiet_time(entry([("SCHEDULED", 10), ("COMPLETED", 30)], quiet=3.0), 20) == 3.0
+
+
+def test_each_process_of_the_session_has_its_role_from_its_command_line():
+    py = "/venv/bin/python"
+    assert role_of([py, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]) == "server"
+    assert role_of([py, "-m", "prefect", "worker", "start", "--pool", "chaos-x"]) == "worker"
+    assert role_of([py, "-m", "prefect.runner._workspace_supervisor", "/flows"]) == "flow run"
+    assert role_of([py, "-m", "prefect.engine"]) == "flow run"
+    assert role_of([py, "-m", "prefect", "task", "serve", "flows/background.py:work"]) == "task worker"
+    assert role_of(["/usr/lib/postgresql/15/bin/postgres", "-D", "/tmp/pgdata"]) == "database"
+    assert role_of(["sleep", "60"]) == "other"
+
+
+def test_the_sampler_counts_the_cpu_of_the_sessions_processes_only(tmp_path):
+    burn = [sys.executable, "-c", "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass"]
+    ours = subprocess.Popen(burn, env={**os.environ, procs.SESSION_ENV: "sampled", procs.OWNER_ENV: str(os.getpid())})
+    theirs = subprocess.Popen(burn)  # not of the session: never counted
+    with CpuSampler("sampled", interval=0.1) as sampler:
+        ours.wait(timeout=30)
+        theirs.wait(timeout=30)
+    by_role = sampler.by_role()
+    assert list(by_role) == ["other"] and by_role["other"]["processes"] == 1
+    assert 1.0 <= by_role["other"]["cpu_seconds"] <= 2.0
