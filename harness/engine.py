@@ -182,6 +182,15 @@ def _hook_script(inputs: dict[str, Any]) -> str:
     ])
 
 
+@contextmanager
+def scratch(prefix: str = "chaos-harness-image-") -> Iterator[Path]:
+    """A temporary directory owned by this process (``owner.pid``, as a session's workdir), so
+    the next session removes it should this process be SIGKILLed before it does (mid-build)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        (Path(tmp) / "owner.pid").write_text(str(os.getpid()))
+        yield Path(tmp)
+
+
 def _build(client, tag: str, include: str, hook: str, changes: list[str], labels: str, log,
            essential_hook: str | None = None) -> str:
     """A Debian rootfs (``mmdebstrap``, ``include``d packages, a customize ``hook``, an
@@ -192,17 +201,17 @@ def _build(client, tag: str, include: str, hook: str, changes: list[str], labels
             return tag
         if not shutil.which("mmdebstrap"):
             _apt_install(["mmdebstrap"])
-        with tempfile.TemporaryDirectory(prefix="chaos-harness-image-") as tmp:
-            hook_path = Path(tmp) / "hook.sh"
+        with scratch() as tmp:
+            hook_path = tmp / "hook.sh"
             hook_path.write_text(hook)
             hook_path.chmod(0o755)
             hooks = [f"--customize-hook={hook_path} \"$1\""]
             if essential_hook is not None:
-                essential_path = Path(tmp) / "essential.sh"
+                essential_path = tmp / "essential.sh"
                 essential_path.write_text(essential_hook)
                 essential_path.chmod(0o755)
                 hooks.insert(0, f"--essential-hook={essential_path} \"$1\"")
-            build_log = Path(tmp) / "mmdebstrap.log"
+            build_log = tmp / "mmdebstrap.log"
             print(f"building {tag} from a Debian {SUITE} rootfs (about a minute)", file=log, flush=True)
             started = time.monotonic()
             with open(build_log, "wb") as errf:

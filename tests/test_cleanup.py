@@ -116,3 +116,18 @@ def test_leftovers_of_a_sigkilled_harness_are_removed_by_the_next_session():
     assert procs.find(session) == []
     assert not Path(workdir).exists()
     assert str(workdir) in removed
+
+
+def test_an_image_build_directory_of_a_sigkilled_harness_is_removed_by_the_next_session(tmp_path):
+    script = "from harness.engine import scratch; import time\nwith scratch() as d:\n    print(d, flush=True); time.sleep(600)"
+    harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        left = Path(harness.stdout.readline().strip())
+        os.kill(harness.pid, signal.SIGKILL)  # mid-build: its directory outlives it
+        harness.wait(10)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert left.name.startswith(WORKDIR_PREFIX) and (left / "owner.pid").exists()
+    removed = clean_abandoned()
+    assert not left.exists() and str(left) in removed
