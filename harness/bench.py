@@ -143,7 +143,7 @@ def usage_now() -> dict[str, float]:
 ROLES = [  # (role, what its command line contains), the first match wins
     ("server", ("server start", "prefect.server")),
     ("worker", ("worker start",)),
-    ("flow run", ("prefect.engine", "_workspace_supervisor", "flow_run")),
+    ("flow run", ("prefect.engine", "_workspace_supervisor", "flow-run execute")),
     ("task worker", ("task serve",)),
     ("database", ("postgres", "pg_ctl")),
 ]

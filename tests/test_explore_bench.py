@@ -155,6 +155,7 @@ def test_each_process_of_the_session_has_its_role_from_its_command_line():
     assert role_of([py, "-m", "prefect", "worker", "start", "--pool", "chaos-x"]) == "worker"
     assert role_of([py, "-m", "prefect.runner._workspace_supervisor", "/flows"]) == "flow run"
     assert role_of([py, "-m", "prefect.engine"]) == "flow run"
+    assert role_of([py, "-m", "prefect", "flow-run", "execute"]) == "flow run"  # a job command
     assert role_of([py, "-m", "prefect", "task", "serve", "flows/background.py:work"]) == "task worker"
     assert role_of(["/usr/lib/postgresql/15/bin/postgres", "-D", "/tmp/pgdata"]) == "database"
     assert role_of(["sleep", "60"]) == "other"
