@@ -53,15 +53,23 @@ OVERHEAD_TARGET = 1.0  # seconds, median
 MATRIX_TARGET = 1.5  # matrix wall time / longest case
 
 
+def _tops(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scenario's own flow runs (main and reruns) that have states."""
+    return [r for r in entry["history"]["flow_runs"] if r["role"] in ("main", "rerun") and r["states"]]
+
+
+def _created(tops: list[dict[str, Any]]) -> float:
+    return min(r["states"][0]["timestamp"] for r in tops)
+
+
 def own_time(entry: dict[str, Any]) -> float:
     """The scenario's own time: main run created -> the last thing the scenario waits for."""
-    history = entry["history"]
-    tops = [r for r in history["flow_runs"] if r["role"] in ("main", "rerun") and r["states"]]
+    tops = _tops(entry)
     if not tops:
         return 0.0
-    created = min(r["states"][0]["timestamp"] for r in tops)
+    created = _created(tops)
     ends = [r["states"][-1]["timestamp"] for r in tops]
-    ends += [f["healed_at"] for f in history["faults"] if f.get("healed_at")]
+    ends += [f["healed_at"] for f in entry["history"]["faults"] if f.get("healed_at")]
     if entry["verdict"]["figures"].get("stuck"):  # nothing settles: the scenario waits its bound
         ends.append(created + entry["expectation"]["settle_within_seconds"])
     return max(ends) - created
@@ -72,10 +80,10 @@ def quiet_time(entry: dict[str, Any], own: float) -> float:
     during it (a late state) moved its own end into it."""
     timing = entry.get("timing") or {}
     quiet, since = timing.get("quiet") or 0.0, timing.get("quiet_from")
-    tops = [r for r in entry["history"]["flow_runs"] if r["role"] in ("main", "rerun") and r["states"]]
+    tops = _tops(entry)
     if since is None or not tops:
         return quiet
-    own_end = min(r["states"][0]["timestamp"] for r in tops) + own
+    own_end = _created(tops) + own
     return max(0.0, since + quiet - max(since, own_end))
 
 
