@@ -29,6 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness import procs
+
 # testcontainers' reaper is an image that cannot be pulled without a registry; the harness removes
 # its containers itself, by label (set before testcontainers reads its configuration)
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
@@ -184,10 +186,10 @@ def _hook_script(inputs: dict[str, Any]) -> str:
 
 @contextmanager
 def scratch(prefix: str = "chaos-harness-image-") -> Iterator[Path]:
-    """A temporary directory owned by this process (``owner.pid``, as a session's workdir), so
-    the next session removes it should this process be SIGKILLed before it does (mid-build)."""
+    """A temporary directory claimed by this process (as a session's workdir), so the next
+    session removes it should this process be SIGKILLed before it does (mid-build)."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        (Path(tmp) / "owner.pid").write_text(str(os.getpid()))
+        procs.claim(Path(tmp))
         yield Path(tmp)
 
 

@@ -20,6 +20,20 @@ import psutil
 
 SESSION_ENV = "CHAOS_HARNESS_SESSION"
 OWNER_ENV = "CHAOS_HARNESS_OWNER"
+OWNER_FILE = "owner.pid"  # in a temporary directory of the harness: the pid of the process it belongs to
+
+
+def claim(directory: Path) -> None:
+    """Mark ``directory`` as this process's, so a later session removes it once this one is dead."""
+    (directory / OWNER_FILE).write_text(str(os.getpid()))
+
+
+def owner(directory: Path) -> int | None:
+    """The pid that claimed ``directory``; None if it was never claimed (not the harness's)."""
+    try:
+        return int((directory / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def environ(proc: psutil.Process) -> dict[str, str]:

@@ -9,7 +9,6 @@ behind when it was SIGKILLed: processes and temporary directories whose owner is
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import signal
 import tempfile
@@ -46,11 +45,8 @@ def clean_abandoned(tmp: Path | None = None) -> list[str]:
     else:
         removed += reap_containers()
     for d in Path(tmp or tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        try:
-            owner = int((d / "owner.pid").read_text())
-        except (OSError, ValueError):
-            continue
-        if not procs.alive(owner):
+        owner = procs.owner(d)
+        if owner is not None and not procs.alive(owner):
             from harness.kind import delete_abandoned
 
             cluster = delete_abandoned(d)  # a kind cluster it created (named in its workdir)
@@ -68,7 +64,7 @@ class ChaosSession:
         procs.STOPPING.clear()  # a session closed earlier in this process stopped its own waits
         self.abandoned = clean_abandoned()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
-        (self.workdir / "owner.pid").write_text(str(os.getpid()))
+        procs.claim(self.workdir)
         self.systems: dict[str, backends.System] = {}
         self.unavailable: dict[str, str] = {}  # backend -> why it could not start (asked once)
         self._closed = False

@@ -128,6 +128,6 @@ def test_an_image_build_directory_of_a_sigkilled_harness_is_removed_by_the_next_
     finally:
         if harness.poll() is None:
             harness.kill()
-    assert left.name.startswith(WORKDIR_PREFIX) and (left / "owner.pid").exists()
+    assert left.name.startswith(WORKDIR_PREFIX) and procs.owner(left) == harness.pid
     removed = clean_abandoned()
     assert not left.exists() and str(left) in removed
