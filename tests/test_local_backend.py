@@ -1,7 +1,5 @@
 """The local backend against a real Prefect server: worker shutdown, OOM evidence, targeting."""
 
-from pathlib import Path
-
 import psutil
 import pytest
 
@@ -68,12 +66,12 @@ def test_oom_falls_back_to_an_rss_watchdog_and_says_so(local, monkeypatch):
     assert result["verdict"]["figures"]["final"] == "CRASHED"
 
 
-def test_background_runs_go_only_to_their_own_scenarios_replicas(local):
+def test_background_runs_go_only_to_their_own_scenarios_replicas(local, repo_root):
     """Another scenario's replicas, idle on the same server (as when deployed ahead of their turn),
     take none of this scenario's task runs.  The server hands a ``.delay()``-ed run to any replica
     of its task key; before the key carried the scenario instance, the other replicas took the
     baseline's step-3, could not read its parameters (another result storage) and deleted it."""
-    rows = {s.id: s for s in load_matrix(Path(__file__).parent.parent / "scenarios" / "background.yaml")}
+    rows = {s.id: s for s in load_matrix(repo_root / "scenarios" / "background.yaml")}
     with local.deploy(rows["background-kill-replica-mid-task"], "bystander-replicas") as bystander:
         entry = run_scenario(rows["background-baseline"], local)
         assert ledger.read(bystander.ledger)[0] == []  # the bystanders executed nothing
