@@ -112,7 +112,8 @@ def figures(history: History) -> dict[str, Any]:
 def _task_worker_figures(history: History) -> dict[str, Any]:
     """Background tasks: each main-run task run's final state and run_count, and which task worker
     replica (and generation: a restarted replica) executed each task body, from the ledger's pids."""
-    replicas = {i["pid"]: f"task-worker-{i['task_worker']}" + (f".{i['generation']}" if i.get("generation") else "")
+    replicas = {i["pid"]: ("foreign-" if i.get("foreign") else "") + f"task-worker-{i['task_worker']}"
+                + (f".{i['generation']}" if i.get("generation") else "")
                 for i in history.infrastructure if "task_worker" in i}
     if not replicas:
         return {}

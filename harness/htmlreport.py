@@ -337,7 +337,8 @@ def _final_message(entry: Entry) -> str | None:
 
 def _infra_name(i: dict) -> str:
     if "task_worker" in i:
-        return f"task worker {e(i['task_worker'])} (generation {e(i.get('generation'))}, pid {e(i.get('pid'))})"
+        who = "foreign task worker" if i.get("foreign") else "task worker"  # another service's replica
+        return f"{who} {e(i['task_worker'])} (generation {e(i.get('generation'))}, pid {e(i.get('pid'))})"
     if i.get("pod"):
         return f"pod <code>{e(i['pod'])}</code> on <code>{e(i.get('node'))}</code>"
     return f"container <code>{e(i.get('container'))}</code>"

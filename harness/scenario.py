@@ -64,6 +64,9 @@ class Workload(_Model):
     # (local backend), each running at most task_worker_limit task runs at once (Prefect's --limit)
     task_workers: int = Field(0, ge=0, le=8)
     task_worker_limit: int | None = Field(None, ge=1)
+    # replicas of *another* service serving the same task (the same task key) against the same
+    # server, with result storage of their own: they cannot read this scenario's task parameters
+    foreign_task_workers: int = Field(0, ge=0, le=8)
 
     @field_validator("flow")
     @classmethod
@@ -355,14 +358,17 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _task_workers(self) -> "Scenario":
         w = self.workload
-        if w.task_workers:
-            if self.backends != ["local"]:
-                raise ValueError("@workload.task_workers: only the local backend starts task workers "
+        for name in ("task_workers", "foreign_task_workers"):
+            if getattr(w, name) and self.backends != ["local"]:
+                raise ValueError(f"@workload.{name}: only the local backend starts task workers "
                                  f"(listed: {', '.join(self.backends)})")
-            if w.runs > 1:
-                raise ValueError("@workload.task_workers: a storm (workload.runs > 1) has no task workers")
-        elif w.flow == "background":
-            raise ValueError("@workload.task_workers: the background workload's tasks need task workers (1 or more)")
+            if getattr(w, name) and w.runs > 1:
+                raise ValueError(f"@workload.{name}: a storm (workload.runs > 1) has no task workers")
+            if getattr(w, name) and w.flow != "background":
+                raise ValueError(f"@workload.{name}: only the background workload's tasks are served by task workers")
+        if w.flow == "background" and not (w.task_workers or w.foreign_task_workers):
+            raise ValueError("@workload.task_workers: the background workload's tasks need task workers (1 or more, "
+                             "or foreign_task_workers)")
         if w.task_worker_limit is not None and not w.task_workers:
             raise ValueError("@workload.task_worker_limit: there are no task workers (workload.task_workers)")
         for i, fault in enumerate(self.faults):

@@ -284,6 +284,17 @@ def test_background_tasks_are_checked_by_name_and_their_replicas_named():
     assert "task step-9: no state was observed" in v.reasons
 
 
+def test_a_foreign_replica_is_named_apart():
+    # another service's replica serves the same task: whatever it executes is named as its own
+    h = _background([st("RUNNING", 3.5)], [dict(line("step-1", 3, pid=10), task_run_id="t1"),
+                                           dict(line("step-2", 4, pid=20), task_run_id="t2")])
+    h.infrastructure = [{"task_worker": 0, "generation": 0, "pid": 20, "foreign": True},
+                        {"task_worker": 0, "generation": 0, "pid": 10}]
+    v = check(expect(final="RUNNING", executions={"step-2": 0}), h)
+    assert v.figures["executed_by"] == {"step-1": ["task-worker-0"], "step-2": ["foreign-task-worker-0"]}
+    assert v.outcome == "fail" and v.reasons == ["task step-2: executed 1 time(s), expected 0"]
+
+
 def test_without_task_workers_the_overlap_unit_stays_the_flow_run():
     h = history(CRASHED_RUN, ledger=[dict(line("step-1", 3, pid=1), task_run_id="a"),
                                      dict(line("step-2", 4, pid=2), task_run_id="b"),

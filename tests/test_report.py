@@ -209,3 +209,15 @@ def test_background_task_workers_and_task_expectations_in_the_detail(tmp_path):
     assert "<code>step-2</code> task-worker-0, task-worker-0.1" in html
     # the expected column shows only the fields the row sets, the observed one the figures
     assert "<td>tasks</td><td><code>{&quot;step-2&quot;: {&quot;final&quot;: &quot;RUNNING&quot;}}</code>" in html
+
+
+
+def test_a_foreign_replica_is_named_in_the_detail(tmp_path):
+    e = entry(scenario="background-foreign", kinds=(), executed_by={"step-1": ["task-worker-0"]})
+    e["history"]["infrastructure"] = [{"task_worker": 0, "generation": 0, "pid": 40, "started_at": T, "exit_code": None,
+                                       "foreign": True},
+                                      {"task_worker": 0, "generation": 0, "pid": 41, "started_at": T, "exit_code": None}]
+    out, _ = htmlreport.write([journal(tmp_path / "j.jsonl", e)], tmp_path / "r.html")
+    html = out.read_text()
+    assert "<li>foreign task worker 0 (generation 0, pid 40): running at the end" in html
+    assert "<li>task worker 0 (generation 0, pid 41): running at the end" in html

@@ -152,6 +152,12 @@ def test_task_workers_and_their_faults(tmp_path):
     # a killed replica may be started again (heal), which no other kill does
     [s] = load_matrix(write(tmp_path, BACKGROUND.replace("when:", "heal_after_seconds: 5, replicas: all, when:")))
     assert s.faults[0].heal_after_seconds == 5 and s.faults[0].replicas == "all"
+    [s] = load_matrix(write(tmp_path, BACKGROUND.replace("task_workers: 2", "task_workers: 2, foreign_task_workers: 1")))
+    assert s.workload.foreign_task_workers == 1
+    # only another service's replicas serve the task: the scenario's own are down
+    [s] = load_matrix(write(tmp_path, BACKGROUND.replace("task_workers: 2", "foreign_task_workers: 1")
+                            .replace("target: task-worker", "target: flow-run")))
+    assert (s.workload.task_workers, s.workload.foreign_task_workers) == (0, 1)
     cases = [
         (BACKGROUND.replace("backends: [local]", "backends: [local, docker]"),
          ": workload.task_workers: only the local backend starts task workers"),
@@ -167,6 +173,12 @@ def test_task_workers_and_their_faults(tmp_path):
          ": faults.0.heal_after_seconds: fault 'kill' does not heal"),
         (GOOD.replace("{steps: 2}}", "{steps: 2}, task_worker_limit: 1}"),
          ": workload.task_worker_limit: there are no task workers"),
+        (GOOD.replace("{steps: 2}}", "{steps: 2}, foreign_task_workers: 1}"),
+         ": workload.foreign_task_workers: only the background workload's tasks are served by task workers"),
+        (BACKGROUND.replace("task_workers: 2", "foreign_task_workers: 1").replace("backends: [local]", "backends: [docker]"),
+         ": workload.foreign_task_workers: only the local backend starts task workers"),
+        (BACKGROUND.replace("task_workers: 2", "task_workers: 2, foreign_task_workers: 9"),
+         ": workload.foreign_task_workers: Input should be less than or equal to 8"),
     ]
     for text, words in cases:
         [err] = errors_of(tmp_path, text)

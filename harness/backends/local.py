@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import zlib
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
@@ -362,7 +362,7 @@ class LocalSystem:
 
         deployment = scenario_deployment(self, scenario, instance, "process", job_variables, remove_orphans,
                                          mem_limit=scenario.config.job.mem_limit)
-        if not scenario.workload.task_workers:
+        if not (scenario.workload.task_workers or scenario.workload.foreign_task_workers):
             return deployment
         return self._with_task_workers(deployment, scenario, instance)
 
@@ -378,18 +378,29 @@ class LocalSystem:
                    "PREFECT_API_URL": proxy.api_url if proxy is not None else self.server.api_url,
                    "CHAOS_INSTANCE": instance}
             workload = scenario.workload
-            workers = TaskWorkers(workload.task_workers, f"{FLOWS_DIR / workload.flow}.py:work", env, home,
-                                  workload.task_worker_limit, WORKER_GRACE)
-            deployed.extra["task_workers"] = workers
-            try:
+            entrypoint = f"{FLOWS_DIR / workload.flow}.py:work"
+            with ExitStack() as stack:
+                if workload.foreign_task_workers:
+                    # another service's replicas: the same task (its key has the instance), their own
+                    # result storage, straight to the server; already serving when the scenario's start
+                    foreign_home = home / "foreign"
+                    foreign_home.mkdir(parents=True, exist_ok=True)
+                    foreign_env = {**env, "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(foreign_home / "results"),
+                                   "PREFECT_API_URL": self.server.api_url}
+                    foreign = TaskWorkers(workload.foreign_task_workers, entrypoint, foreign_env, foreign_home, None,
+                                          WORKER_GRACE, foreign=True)
+                    stack.callback(foreign.stop)
+                    deployed.extra["foreign_task_workers"] = foreign
+                workers = TaskWorkers(workload.task_workers, entrypoint, env, home, workload.task_worker_limit,
+                                      WORKER_GRACE)
+                stack.callback(workers.stop)
+                deployed.extra["task_workers"] = workers
                 yield deployed
-            finally:
-                workers.stop()
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """The task workers a scenario had (which replica executed what: the ledger's pids)."""
-        workers = deployed.extra.get("task_workers")
-        return workers.account() if workers is not None else []
+        return [replica for key in ("foreign_task_workers", "task_workers") if key in deployed.extra
+                for replica in deployed.extra[key].account()]
 
     def _flow_run_processes(self, flow_run_id: str) -> Callable[[], list[psutil.Process]]:
         return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)

@@ -29,8 +29,10 @@ FIND_RUNNING_SECONDS = 10.0  # a task is Running in the API a moment before its 
 class TaskWorkers:
     """The replicas of one scenario; a killed replica may be started again (a new generation)."""
 
-    def __init__(self, count: int, entrypoint: str, env: dict[str, str], home: Path, limit: int | None, grace: float):
+    def __init__(self, count: int, entrypoint: str, env: dict[str, str], home: Path, limit: int | None, grace: float,
+                 foreign: bool = False):
         self.entrypoint, self.env, self.home, self.limit, self.grace = entrypoint, env, home, limit, grace
+        self.foreign = foreign  # another service's replicas (workload.foreign_task_workers): never a fault's target
         self.started: list[tuple[int, int, procs.Spawned, float]] = []  # (replica, generation, process, at)
         try:
             for replica in range(count):
@@ -80,7 +82,8 @@ class TaskWorkers:
     def account(self) -> list[dict[str, Any]]:
         """Every replica process the scenario had: which replica, which generation, its pid."""
         return [{"task_worker": r, "generation": g, "pid": p.pid, "started_at": round(at, 3),
-                 "exit_code": p.popen.poll()} for r, g, p, at in self.started]
+                 "exit_code": p.popen.poll(), **({"foreign": True} if self.foreign else {})}
+                for r, g, p, at in self.started]
 
     def stop(self) -> None:
         """SIGTERM every replica, ``grace`` seconds, then SIGKILL."""
