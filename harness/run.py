@@ -66,7 +66,9 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
     """Drive faults while the runs go; return once they settled (or at the bound), with the time
     the harness first saw the first run terminal (the benchmark's observation lag) and when it
     began to watch the settled runs for a late change (the scenario's quiet period; None if they
-    never settled)."""
+    never settled).  A heal is the harness's own act: the watch lasts at least the quiet period
+    past every heal, bound or not, so a run that starts late (a loaded machine) is still seen
+    after its process resumes, not judged by the state it had when the harness looked away."""
     started = time.time()
     seen_terminal = None
     deadline = started + bound
@@ -95,6 +97,7 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
                     continue
                 if waiting.spec.heal_after_seconds is not None and waiting.record.error is None:
                     waiting.heal_at = time.time() + waiting.spec.heal_after_seconds
+                    deadline = max(deadline, waiting.heal_at)  # and the quiet period past it, once healed
                 fired_any = True
         if fired_any:
             continue
@@ -102,6 +105,7 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         for a in armed:
             if a.open and now >= a.heal_at:
                 faults.heal(a.fault, a.record)
+                deadline = max(deadline, time.time() + scenario.quiet_seconds)
         first = snaps[run_ids[0]]
         if first.terminal and seen_terminal is None:
             seen_terminal = first.at

@@ -76,3 +76,21 @@ def test_background_runs_go_only_to_their_own_scenarios_replicas(local, repo_roo
         entry = run_scenario(rows["background-baseline"], local)
         assert ledger.read(bystander.ledger)[0] == []  # the bystanders executed nothing
     assert entry["verdict"]["outcome"] == "pass", entry["verdict"]
+
+
+def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local):
+    """A freeze healed after the settle bound (as when a loaded machine starts the run late): the
+    harness watches the resumed process for the quiet period past the heal, and the verdict rests
+    on what it did, not on the state it had when the bound came."""
+    row = scenario(id="heal-past-bound", title="a heal past the bound",
+                   workload={"flow": "pipeline", "parameters": {"steps": 2, "sleep": 2}}, config={},
+                   faults=[{"kind": "freeze", "when": {"task": "step-1", "state": "running"}, "heal_after_seconds": 30}],
+                   quiet_seconds=5, expect={"final": "COMPLETED", "settle_within_seconds": 25})
+    entry = run_scenario(row, local)
+    fault, history = entry["history"]["faults"][0], entry["history"]
+    assert fault["healed_at"] is not None and history["ended_at"] >= fault["healed_at"] + 5
+    assert entry["verdict"]["figures"]["final"] == "COMPLETED"  # seen after the heal, before: RUNNING
+    assert entry["verdict"]["figures"]["executions"] == {"step-1": 1, "step-2": 1}
+    # the run did settle late, and the verdict says so rather than that it never completed
+    assert entry["verdict"]["outcome"] == "fail"
+    assert [r for r in entry["verdict"]["reasons"] if not r.startswith("settled after")] == []
