@@ -27,7 +27,7 @@ import re
 import time
 
 from prefect import flow, get_client, task
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import PrefectHTTPStatusError
 
 from _workload import flow_options, ledger, sleep
 
@@ -64,9 +64,7 @@ def _name(client, task_run_id, name: str) -> None:
     could not read its parameters) is left to ``result()``, as a user's flow would meet it."""
     try:
         client.set_task_run_name(task_run_id, name)
-    except ObjectNotFound:
-        pass
-    except PrefectHTTPStatusError as exc:
+    except PrefectHTTPStatusError as exc:  # the client's raw PATCH: a 404 is not turned into ObjectNotFound
         if exc.response.status_code != 404:
             raise
 
