@@ -359,12 +359,14 @@ class Scenario(_Model):
     def _task_workers(self) -> "Scenario":
         w = self.workload
         for name in ("task_workers", "foreign_task_workers"):
-            if getattr(w, name) and self.backends != ["local"]:
+            if not getattr(w, name):
+                continue
+            if self.backends != ["local"]:
                 raise ValueError(f"@workload.{name}: only the local backend starts task workers "
                                  f"(listed: {', '.join(self.backends)})")
-            if getattr(w, name) and w.runs > 1:
+            if w.runs > 1:
                 raise ValueError(f"@workload.{name}: a storm (workload.runs > 1) has no task workers")
-            if getattr(w, name) and w.flow != "background":
+            if w.flow != "background":
                 raise ValueError(f"@workload.{name}: only the background workload's tasks are served by task workers")
         if w.flow == "background" and not (w.task_workers or w.foreign_task_workers):
             raise ValueError("@workload.task_workers: the background workload's tasks need task workers (1 or more, "

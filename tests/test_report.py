@@ -211,7 +211,6 @@ def test_background_task_workers_and_task_expectations_in_the_detail(tmp_path):
     assert "<td>tasks</td><td><code>{&quot;step-2&quot;: {&quot;final&quot;: &quot;RUNNING&quot;}}</code>" in html
 
 
-
 def test_a_foreign_replica_is_named_in_the_detail(tmp_path):
     e = entry(scenario="background-foreign", kinds=(), executed_by={"step-1": ["task-worker-0"]})
     e["history"]["infrastructure"] = [{"task_worker": 0, "generation": 0, "pid": 40, "started_at": T, "exit_code": None,

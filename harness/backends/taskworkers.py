@@ -32,7 +32,7 @@ class TaskWorkers:
     def __init__(self, count: int, entrypoint: str, env: dict[str, str], home: Path, limit: int | None, grace: float,
                  foreign: bool = False):
         self.entrypoint, self.env, self.home, self.limit, self.grace = entrypoint, env, home, limit, grace
-        self.foreign = foreign  # another service's replicas (workload.foreign_task_workers): never a fault's target
+        self.foreign = foreign  # another service's replicas (workload.foreign_task_workers): marked in the account
         self.started: list[tuple[int, int, procs.Spawned, float]] = []  # (replica, generation, process, at)
         try:
             for replica in range(count):
