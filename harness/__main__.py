@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -68,8 +69,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def prune_journals(directory: Path, keep: int) -> list[Path]:
-    """Remove all but the newest ``keep`` journals (and their reports) of ``directory``: the
-    nightly keeps a bounded history for the trend.  Newest by the UTC stamp in the name."""
+    """Remove all but the newest ``keep`` journals (their reports and kept logs too) of
+    ``directory``: the nightly keeps a bounded history for the trend.  Newest by the UTC stamp in
+    the name."""
+    from harness.caselogs import journal_logs
     from harness.plugin import report_path
 
     journals = sorted(directory.glob("journal-*.jsonl"), key=lambda p: p.name, reverse=True)
@@ -79,6 +82,10 @@ def prune_journals(directory: Path, keep: int) -> list[Path]:
             if path.is_file():
                 path.unlink()
                 removed.append(path)
+        logs = journal_logs(old)
+        if logs.is_dir():
+            shutil.rmtree(logs)
+            removed.append(logs)
     return removed
 
 

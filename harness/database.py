@@ -42,6 +42,8 @@ class Database(Protocol):
 
     def close(self) -> None: ...
 
+    def log_sources(self) -> dict: ...  # its log, as harness.caselogs keeps it
+
 
 def pg_bin() -> Path | None:
     explicit = os.environ.get(PG_BIN_ENV)
@@ -118,6 +120,9 @@ class LocalPostgres:
         self.stop()
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], check=False)
 
+    def log_sources(self) -> dict:
+        return {"postgres.log": self.log}
+
 
 class ContainerPostgres:
     """testcontainers' PostgresContainer on host networking, from an image present locally."""
@@ -156,6 +161,11 @@ class ContainerPostgres:
 
     def close(self) -> None:
         self.container.stop()
+
+    def log_sources(self) -> dict:
+        from harness.caselogs import container_reader
+
+        return {"postgres.log": container_reader(self.container.get_wrapped_container)}
 
 
 def open_database(kind: str, workdir: Path, session: str, backend: str = "local") -> Database | None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from harness.reportdata import Cell, Entry, Report, build
 
@@ -352,7 +354,21 @@ def _infra_reason(i: dict) -> str:
     return extra
 
 
-def detail(entry: Entry, repeats: int) -> str:
+def logs_html(entry: Entry, out_dir: Path | None) -> str:
+    """Where a case that did not pass kept its logs: a link relative to the report, and the files."""
+    logs = entry.logs
+    if not logs:
+        return ""
+    where = Path(logs["dir"])
+    href = os.path.relpath(where, out_dir) if out_dir is not None and where.is_absolute() else str(where)
+    files = ", ".join(f"<a href='{e(quote(Path(href, f).as_posix()))}'><code>{e(f)}</code></a>" for f in logs["files"])
+    problems = "".join(f"<li>{e(p)}</li>" for p in logs["problems"])
+    return (f"<h3>Logs</h3><p class='small'>Kept in <a href='{e(quote(Path(href).as_posix()))}'><code>{e(href)}</code></a>"
+            + (f": {files}" if files else ": none could be kept") + "</p>"
+            + (f"<ul class='tight small'>{problems}</ul>" if problems else ""))
+
+
+def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
     exp = entry.expectation
     rows = []
     reasons = " ".join(entry.reasons)
@@ -412,6 +428,7 @@ def detail(entry: Entry, repeats: int) -> str:
             + (f"<h3>State messages</h3><ul class='tight'>{''.join(messages)}</ul>" if messages else "")
             + infra_html
             + ("<h3>Notes</h3><ul class='tight'>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>" if notes else "")
+            + logs_html(entry, out_dir)
             + "</details>")
 
 
@@ -423,7 +440,8 @@ def legend() -> str:
             '</i>healed</span><span><i style="background:#6a3fb5"></i>detection latency</span></p>')
 
 
-def render(report: Report, title: str = "Prefect crash-chaos reliability report") -> str:
+def render(report: Report, title: str = "Prefect crash-chaos reliability report", out_dir: Path | None = None) -> str:
+    """The report's page; ``out_dir`` is where it will be written (links to kept logs are relative to it)."""
     counts = report.counts()
     summary = "".join(f'<span class="v-{k}">{counts.get(k, 0)} {VERDICT_TEXT[k]}</span>'
                       for k in ("pass", "fail", "unknown", "mixed") if counts.get(k) or k in ("pass", "fail"))
@@ -433,7 +451,7 @@ def render(report: Report, title: str = "Prefect crash-chaos reliability report"
             cell = report.cells.get((s, c))
             if cell:
                 try:
-                    details.append(detail(cell.latest, len(cell.entries)))
+                    details.append(detail(cell.latest, len(cell.entries), out_dir))
                 except Exception as exc:  # a malformed history draws as a message, never a traceback
                     report.problems.append(f"{cell.latest.source}: could not be drawn ({type(exc).__name__}: {exc})")
                     details.append(f"<details class='scenario' id='{anchor(*cell.latest.key)}' open><summary>"
@@ -476,6 +494,6 @@ def write(current: list[Path | str], out: Path | str, previous: list[Path | str]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(render(report), encoding="utf-8")
+    tmp.write_text(render(report, out_dir=out.resolve().parent), encoding="utf-8")
     tmp.replace(out)  # a reader never sees half a report
     return out, report

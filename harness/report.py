@@ -5,12 +5,14 @@ The HTML reliability report builds on the same journal entries.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from harness.history import History
 
 
-def describe(entry: dict[str, Any], timeline: bool = True) -> str:
+def describe(entry: dict[str, Any], timeline: bool = True, journal: Path | None = None) -> str:
+    """``journal``: the journal the entry is in (kept logs are named relative to its directory)."""
     verdict = entry["verdict"]
     fig = verdict["figures"]
     lines = [f"{entry['scenario']} on {entry['backend']} (Prefect {entry.get('prefect_version')}): "
@@ -26,4 +28,9 @@ def describe(entry: dict[str, Any], timeline: bool = True) -> str:
         for at, source, text in history.timeline():
             lines.append(f"    {at - history.started_at:7.2f}  {source:<24} {text[:160]}")
         lines += [f"  note: {n}" for n in history.notes]
+    logs = entry.get("logs")
+    if logs:
+        where = journal.parent / logs["dir"] if journal is not None else f"{logs['dir']} (beside the journal)"
+        lines.append(f"  logs kept in {where}: {', '.join(logs['files']) or 'none'}")
+        lines += [f"    could not keep {p}" for p in logs.get("problems") or []]
     return "\n".join(lines)

@@ -41,6 +41,7 @@ class Entry:
     expectation: dict[str, Any]
     history: dict[str, Any]
     source: str  # file:line
+    logs: dict[str, Any] | None = None  # the logs it kept (a case that did not pass): dir (absolute), files, problems
 
     @property
     def column(self) -> Column:
@@ -66,7 +67,23 @@ class Entry:
         return json.dumps([self.prefect_version, self.harness_version, self.expectation], sort_keys=True)
 
 
-def _entry(raw: Any, source: str) -> Entry:
+def _logs(raw: Any, journal_dir: Path | None) -> dict[str, Any] | None:
+    """A journal line's ``logs``, its directory made absolute (it is written relative to the journal)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("dir"), str):
+        raise ValueError("logs is not an object with a dir")
+    for name in ("files", "problems"):
+        if not isinstance(raw.get(name) or [], list):
+            raise ValueError(f"logs.{name} is not a list")
+    where = Path(raw["dir"])
+    if journal_dir is not None and not where.is_absolute():
+        where = journal_dir / where
+    return {"dir": str(where), "files": [str(f) for f in raw.get("files") or []],
+            "problems": [str(p) for p in raw.get("problems") or []]}
+
+
+def _entry(raw: Any, source: str, journal_dir: Path | None = None) -> Entry:
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     missing = [k for k in REQUIRED if k not in raw]
@@ -104,6 +121,7 @@ def _entry(raw: Any, source: str) -> Entry:
         figures=dict(verdict.get("figures") or {}), claim=raw.get("claim") or None,
         claim_verdict=verdict.get("claim"), claim_reasons=[str(r) for r in verdict.get("claim_reasons") or []],
         expectation=dict(raw.get("expectation") or {}), history=raw["history"], source=source,
+        logs=_logs(raw.get("logs"), journal_dir),
     )
 
 
@@ -121,7 +139,7 @@ def load(path: Path | str, problems: list[str]) -> list[Entry]:
             continue
         where = f"{path}:{number}"
         try:
-            entries.append(_entry(json.loads(raw), where))
+            entries.append(_entry(json.loads(raw), where, Path(path).resolve().parent))
         except json.JSONDecodeError:
             torn = number == len(lines) and not text.endswith("\n")
             problems.append(f"{where}: skipped, {'a torn last line (the run was cut off mid-write)' if torn else 'not JSON'}")

@@ -14,10 +14,10 @@ import random
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness import __version__, faults, observe, procs
+from harness import __version__, caselogs, faults, observe, procs
 from harness.backends import Deployed, System
 from harness.check import check
 from harness.journal import Journal
@@ -153,6 +153,7 @@ class Prepared:
     deployed: Deployed
     _deployment: Any
     closed: bool = False
+    log_marks: dict[str, Any] = field(default_factory=dict)  # where the shared logs stood (caselogs.mark)
 
     def close(self) -> None:
         """Exit the deployment: faults closed, worker stopped, leftovers ended, deployment removed."""
@@ -181,9 +182,29 @@ def prepare(scenario: Scenario, system: System) -> Prepared:
     """Deploy ``scenario`` on ``system``: its worker, deployment and everything else it needs."""
     instance = f"{scenario.id}-{uuid.uuid4().hex[:6]}"
     began = time.time()
+    try:
+        marks = caselogs.mark(caselogs.sources(system))
+    except Exception:  # a log it cannot look at is no reason not to run
+        marks = {"at": began}
     deployment = system.deploy(scenario, instance)
     deployed = deployment.__enter__()
-    return Prepared(scenario, system, instance, began, time.time(), deployed, deployment)
+    return Prepared(scenario, system, instance, began, time.time(), deployed, deployment, log_marks=marks)
+
+
+def keep_logs(prepared: Prepared, journal: Journal | None) -> dict[str, Any] | None:
+    """Copy the case's logs beside the journal (a case that did not pass; ``harness.caselogs``)."""
+    if journal is None:
+        return None
+    try:
+        found = caselogs.sources(prepared.system, prepared.deployed)
+    except Exception as exc:
+        found, problem = {}, f"its log sources could not be listed ({type(exc).__name__}: {exc})"
+    else:
+        problem = None
+    kept = caselogs.keep_for_journal(journal.path, prepared.instance, found, prepared.log_marks)
+    if problem:
+        kept["problems"].insert(0, problem)
+    return kept
 
 
 def run_scenario(scenario: Scenario, system: System, journal: Journal | None = None,
@@ -201,7 +222,21 @@ def execute(prepared: Prepared, journal: Journal | None = None, prefect_version:
     """Run a prepared scenario: flow run, faults, follow-ups, history, verdict, journal line.
 
     ``turn`` is when the case's turn began (it may have been prepared long before); the result's
-    ``timing`` says where the case's time went."""
+    ``timing`` says where the case's time went.  A case that does not pass, or whose run raises,
+    keeps its logs beside the journal first (named in its line, or in the exception's notes)."""
+    try:
+        return _execute(prepared, journal, prefect_version, turn)
+    except procs.Stopped:
+        raise  # the session is stopping: nothing to explain
+    except Exception as exc:
+        kept = keep_logs(prepared, journal)
+        if kept is not None:
+            exc.add_note(f"the case's logs are kept in {journal.path.parent / kept['dir']}")
+        raise
+
+
+def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str | None,
+             turn: float | None) -> dict[str, Any]:
     scenario, system, deployed, instance = prepared.scenario, prepared.system, prepared.deployed, prepared.instance
     backend = system.name
     expect = scenario.expect.for_backend(backend)
@@ -256,6 +291,9 @@ def execute(prepared: Prepared, journal: Journal | None = None, prefect_version:
         "expectation": expect.model_dump(), "then": [f.model_dump() for f in scenario.then],
         "verdict": verdict.to_dict(), "history": history.to_dict(), "timing": timing,
     }
+    kept = keep_logs(prepared, journal) if verdict.outcome != "pass" else None  # before cleanup deletes them
+    if kept is not None:
+        entry["logs"] = kept
     if journal is not None:  # before cleanup: a failing cleanup cannot lose a finished result
         journal.write(entry)
     return entry

@@ -11,7 +11,7 @@ from harness.report import describe
 pytestmark = pytest.mark.chaos
 
 
-def test_scenario(chaos_case, chaos_scheduler):
+def test_scenario(chaos_case, chaos_scheduler, chaos_journal):
     scenario, backend = chaos_case
     try:
         result = chaos_scheduler.result(chaos_case)
@@ -21,4 +21,4 @@ def test_scenario(chaos_case, chaos_scheduler):
             pytest.fail(f"backend {backend} is required but unavailable: {exc}", pytrace=False)
         pytest.skip(f"backend {backend} unavailable: {exc}")
     if result["verdict"]["outcome"] != "pass":
-        pytest.fail(describe(result), pytrace=False)
+        pytest.fail(describe(result, journal=chaos_journal.path), pytrace=False)

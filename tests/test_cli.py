@@ -33,20 +33,25 @@ def test_validate_missing_path(tmp_path):
     assert result.returncode == 1 and "no such file or directory" in result.stderr
 
 
-def test_prune_keeps_the_newest_journals_and_their_reports(tmp_path):
+def test_prune_keeps_the_newest_journals_their_reports_and_logs(tmp_path):
     from harness.__main__ import prune_journals
 
     stamps = ["20261101T000000Z", "20261120T000000Z", "20261121T000000Z", "20261122T000000Z"]
     for s in stamps:
         (tmp_path / f"journal-{s}.jsonl").write_text("{}\n")
         (tmp_path / f"report-{s}.html").write_text("<html>")
+        kept = tmp_path / "logs" / f"journal-{s}" / "kill-abc"  # a failed case's logs
+        kept.mkdir(parents=True)
+        (kept / "worker.log").write_text("w")
     (tmp_path / "notes.txt").write_text("mine")
     removed = prune_journals(tmp_path, 2)
-    assert sorted(p.name for p in removed) == ["journal-20261101T000000Z.jsonl", "journal-20261120T000000Z.jsonl",
+    assert sorted(p.name for p in removed) == ["journal-20261101T000000Z", "journal-20261101T000000Z.jsonl",
+                                               "journal-20261120T000000Z", "journal-20261120T000000Z.jsonl",
                                                "report-20261101T000000Z.html", "report-20261120T000000Z.html"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "journal-20261121T000000Z.jsonl", "journal-20261122T000000Z.jsonl", "notes.txt",
+        "journal-20261121T000000Z.jsonl", "journal-20261122T000000Z.jsonl", "logs", "notes.txt",
         "report-20261121T000000Z.html", "report-20261122T000000Z.html"]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["journal-20261121T000000Z", "journal-20261122T000000Z"]
     assert prune_journals(tmp_path, 0) and (tmp_path / "journal-20261122T000000Z.jsonl").exists()  # never the newest
 
 

@@ -75,10 +75,10 @@ def labelled(client, key: str, value: str) -> dict[str, list[str]]:
 
 MATRIX = """
 - id: quick-one
-  title: finishes before the interrupt; its journal line must survive it
+  title: finishes before the interrupt (Completed, against FAILED on purpose); its line and logs survive it
   backends: [docker]
   workload: {flow: pipeline, parameters: {steps: 1, sleep: 0}}
-  expect: {final: COMPLETED, settle_within_seconds: 120}
+  expect: {final: FAILED, settle_within_seconds: 120}
 - id: paused-container
   title: a flow-run container paused when the harness is interrupted
   backends: [docker]
@@ -120,7 +120,16 @@ def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystande
         assert bystander.status == "running"
         lines = [json.loads(l) for l in journal.read_text().splitlines()]
         assert [l["scenario"] for l in lines] == ["quick-one"], output
-        assert lines[0]["verdict"]["outcome"] == "pass", lines[0]["verdict"]
+        assert lines[0]["verdict"]["outcome"] == "fail" and lines[0]["verdict"]["figures"]["final"] == "COMPLETED"
+        # the failed case kept its logs while its containers still existed: the server container's,
+        # the worker's (the flow run's output streams there) and the flow-run container's own
+        logs, kept = lines[0]["logs"], tmp_path / lines[0]["logs"]["dir"]
+        containers = [f for f in logs["files"] if f.startswith("container-")]
+        assert sorted(set(logs["files"]) - set(containers)) == ["server.log", "worker.log"] and len(containers) == 1, logs
+        assert logs["problems"] == [], logs
+        run_id = lines[0]["history"]["flow_runs"][0]["id"]
+        assert run_id in (kept / "worker.log").read_text()
+        assert "Finished in state Completed" in (kept / containers[0]).read_text()
     finally:
         if harness.poll() is None:
             harness.kill()

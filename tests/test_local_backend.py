@@ -4,6 +4,8 @@ import psutil
 import pytest
 
 from harness import cgroups, ledger, procs
+from harness.journal import Journal
+from harness.journal import read as read_journal
 from harness.run import run_scenario
 from harness.scenario import Scenario, load_matrix
 from harness.session import ChaosSession
@@ -66,19 +68,20 @@ def test_oom_falls_back_to_an_rss_watchdog_and_says_so(local, monkeypatch):
     assert result["verdict"]["figures"]["final"] == "CRASHED"
 
 
-def test_background_runs_go_only_to_their_own_scenarios_replicas(local, repo_root):
+def test_background_runs_go_only_to_their_own_scenarios_replicas(local, repo_root, tmp_path):
     """Another scenario's replicas, idle on the same server (as when deployed ahead of their turn),
     take none of this scenario's task runs.  The server hands a ``.delay()``-ed run to any replica
     of its task key; before the key carried the scenario instance, the other replicas took the
     baseline's step-3, could not read its parameters (another result storage) and deleted it."""
     rows = {s.id: s for s in load_matrix(repo_root / "scenarios" / "background.yaml")}
     with local.deploy(rows["background-kill-replica-mid-task"], "bystander-replicas") as bystander:
-        entry = run_scenario(rows["background-baseline"], local)
+        entry = run_scenario(rows["background-baseline"], local, Journal(tmp_path / "journal-b.jsonl"))
         assert ledger.read(bystander.ledger)[0] == []  # the bystanders executed nothing
     assert entry["verdict"]["outcome"] == "pass", entry["verdict"]
+    assert "logs" not in entry and not (tmp_path / "logs").exists()  # a case that passed keeps none
 
 
-def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local):
+def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local, tmp_path):
     """A freeze healed after the settle bound (as when a loaded machine starts the run late): the
     harness watches the resumed process for the quiet period past the heal, and the verdict rests
     on what it did, not on the state it had when the bound came."""
@@ -86,7 +89,8 @@ def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local):
                    workload={"flow": "pipeline", "parameters": {"steps": 2, "sleep": 2}}, config={},
                    faults=[{"kind": "freeze", "when": {"task": "step-1", "state": "running"}, "heal_after_seconds": 30}],
                    quiet_seconds=5, expect={"final": "COMPLETED", "settle_within_seconds": 25})
-    entry = run_scenario(row, local)
+    journal = Journal(tmp_path / "journal-h.jsonl")
+    entry = run_scenario(row, local, journal)
     fault, history = entry["history"]["faults"][0], entry["history"]
     assert fault["healed_at"] is not None and history["ended_at"] >= fault["healed_at"] + 5
     assert entry["verdict"]["figures"]["final"] == "COMPLETED"  # seen after the heal, before: RUNNING
@@ -94,3 +98,14 @@ def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local):
     # the run did settle late, and the verdict says so rather than that it never completed
     assert entry["verdict"]["outcome"] == "fail"
     assert [r for r in entry["verdict"]["reasons"] if not r.startswith("settled after")] == []
+    # a case that did not pass keeps its logs beside the journal, before cleanup deletes them: the
+    # worker's (the flow run's output too), and the server's since the case began (often empty:
+    # Prefect's server logs no request at its default level)
+    logs = entry["logs"]
+    kept = tmp_path / logs["dir"]
+    assert logs["dir"] == f"logs/journal-h/{entry['instance']}" and logs["problems"] == []
+    assert sorted(logs["files"]) == ["server.log", "worker.log"]
+    run_id = history["flow_runs"][0]["id"]
+    assert run_id in (kept / "worker.log").read_text()
+    assert (kept / "server.log").is_file()
+    assert entry == list(read_journal(journal.path))[0]

@@ -156,6 +156,7 @@ def test_mangled_entries_never_raise(tmp_path):
         return value
 
     lines = [entry(f"s{i}") for i in range(3)]
+    lines[1].update(outcome="fail", logs={"dir": "logs/j/s1-abc", "files": ["worker.log"], "problems": ["x: gone"]})
     drawn = flagged = 0
     for trial in range(300):
         damaged = [mangle(mangle(l)) for l in lines]
@@ -220,3 +221,29 @@ def test_a_foreign_replica_is_named_in_the_detail(tmp_path):
     html = out.read_text()
     assert "<li>foreign task worker 0 (generation 0, pid 40): running at the end" in html
     assert "<li>task worker 0 (generation 0, pid 41): running at the end" in html
+
+
+def test_kept_logs_are_linked_relative_to_the_report_and_named_in_the_text(tmp_path):
+    from harness.report import describe
+
+    failed = {**entry(outcome="fail"), "logs": {"dir": "logs/journal-x/kill-a-1", "files": ["worker.log", "foreign/t 0.log"],
+                                                "problems": ["server.log: <gone>"]}}
+    j = journal(tmp_path / "journal-x.jsonl", failed, entry("passed"))
+    out, report = htmlreport.write([j], tmp_path / "out" / "r.html")
+    html = out.read_text()
+    assert report.problems == []
+    assert "Kept in <a href='../logs/journal-x/kill-a-1'><code>../logs/journal-x/kill-a-1</code></a>" in html
+    assert "<a href='../logs/journal-x/kill-a-1/foreign/t%200.log'><code>foreign/t 0.log</code></a>" in html
+    assert "server.log: &lt;gone&gt;" in html and html.count("<h3>Logs</h3>") == 1  # the passed case kept none
+    text = describe(failed, timeline=False, journal=j)
+    assert f"logs kept in {tmp_path / 'logs/journal-x/kill-a-1'}: worker.log, foreign/t 0.log" in text
+    assert "could not keep server.log: <gone>" in text
+    assert "logs kept" not in describe(entry(), timeline=False)
+
+
+def test_a_logs_field_that_is_not_an_object_with_a_dir_is_refused(tmp_path):
+    j = journal(tmp_path / "j.jsonl", {**entry(), "logs": "somewhere"}, {**entry("b"), "logs": {"dir": "d", "files": 3}})
+    report = build([j])
+    assert report.entries == []
+    assert [p.split(": ", 1)[1] for p in report.problems[:2]] == ["skipped, logs is not an object with a dir",
+                                                                  "skipped, logs.files is not a list"]

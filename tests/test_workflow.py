@@ -105,6 +105,7 @@ def test_reports_and_journals_are_uploaded_and_journals_kept_for_the_trend(workf
     upload = by_action["actions/upload-artifact"]
     assert upload["if"] == "always()"
     assert "reports/report-*.html" in upload["with"]["path"] and "reports/journal-*.jsonl" in upload["with"]["path"]
+    assert "reports/logs/" in upload["with"]["path"]  # a failed case's logs, linked from the report
     restore, save = by_action["actions/cache/restore"], by_action["actions/cache/save"]
     assert restore["with"]["path"] == save["with"]["path"] == "reports/journal-*.jsonl"
     assert save["if"] == "always()" and save["with"]["key"] == restore["with"]["key"]

@@ -29,6 +29,11 @@ class Deployed:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def home(self) -> Path:
+        """The case's own directory (its ledger, results, worker and task-worker logs)."""
+        return self.ledger.parent
+
 
 __all__ = ["Deployed", "System", "Unavailable", "start"]
 

@@ -22,11 +22,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import engine, procs
+from harness import caselogs, engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
 from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env,
-                                    scenario_deployment, worker_fault)
+                                    scenario_deployment, shared_database_logs, worker_fault)
 from harness.database import open_database
 from harness.net import free_port
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
@@ -369,10 +369,24 @@ class DockerSystem:
             lambda home, ledger: self._job_variables(scenario, instance, home, ledger),
             lambda: remove_labelled(self.client, {SESSION_LABEL: self.session, INSTANCE_LABEL: instance}))
 
+    def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
+        """The server container's and database's logs; with ``deployed``, each of its flow-run
+        containers' own (their output also streams to its worker's log, in its directory)."""
+        found = {"server.log": caselogs.container_reader(self.server.container.get_wrapped_container),
+                 **shared_database_logs(self.database)}
+        if deployed is not None:
+            for c in self._containers_of(deployed):
+                found[f"container-{c.name}.log"] = caselogs.container_reader(lambda c=c: c)
+        return found
+
+    def _containers_of(self, deployed: Deployed) -> list:
+        """Every flow-run container of this scenario instance, exited ones included."""
+        filters = {"label": [f"{SESSION_LABEL}={self.session}", f"{INSTANCE_LABEL}={deployed.instance}"]}
+        return self.client.containers.list(all=True, filters=filters)
+
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """Docker's account of every flow-run container of this scenario (exit code, OOMKilled)."""
-        filters = {"label": [f"{SESSION_LABEL}={self.session}", f"{INSTANCE_LABEL}={deployed.instance}"]}
-        containers = sorted(self.client.containers.list(all=True, filters=filters), key=lambda c: c.attrs.get("Created", ""))
+        containers = sorted(self._containers_of(deployed), key=lambda c: c.attrs.get("Created", ""))
         settle(containers)
         return [container_evidence(c) for c in containers]
 

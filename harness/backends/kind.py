@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from harness import engine, kube, procs
+from harness import caselogs, engine, kube, procs
 from harness.api import APIError
 from harness.backends import Deployed
 from harness.backends.docker import HARNESS_PKG, RestartServerContainer, ServerContainer, remove_backend_objects
@@ -243,6 +243,18 @@ class KindSystem:
             self, scenario, instance, "kubernetes",
             lambda home, ledger: self._job_variables(scenario, instance, home, ledger), remove_jobs,
             worker=start_worker, mem_limit=mem_limit)
+
+    def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
+        """The server container's log; with ``deployed``, its case's worker pod's and flow-run
+        pods' (those still there: a deleted pod's log went with it)."""
+        found: dict[str, caselogs.Source] = {
+            "server.log": caselogs.container_reader(self.server.container.get_wrapped_container)}
+        if deployed is not None:
+            scope = kube.selector(kube.session_labels(self.session, deployed.instance))
+            for pod in self.core.list_namespaced_pod(self.ns, label_selector=scope).items:
+                found[f"pod-{pod.metadata.name}.log"] = (
+                    lambda since, name=pod.metadata.name: self.core.read_namespaced_pod_log(name, self.ns).encode())
+        return found
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """Kubernetes' account of every flow-run pod of this scenario, deleted ones included."""

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from harness import cgroups, procs
+from harness import caselogs, cgroups, procs
 from harness.api import APIError, PrefectAPI
 from harness.backends import Deployed
 from harness.backends.signals import SignalFault
@@ -175,6 +175,10 @@ class RestartServer:
             self.server.start()
             return {"restarted_at_close": True}
         return {}
+
+
+def shared_database_logs(database: Any) -> dict[str, caselogs.Source]:
+    return database.log_sources() if database is not None else {}
 
 
 def worker_fault(spec: FaultSpec, deployed: Deployed) -> SignalFault:
@@ -396,6 +400,10 @@ class LocalSystem:
                 stack.callback(workers.stop)
                 deployed.extra["task_workers"] = workers
                 yield deployed
+
+    def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
+        """The server's and database's logs (a case's worker and task workers log in its directory)."""
+        return {"server.log": self.server.home / "server.log", **shared_database_logs(self.database)}
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """The task workers a scenario had (which replica executed what: the ledger's pids)."""
