@@ -47,6 +47,13 @@ def session_processes(owner: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter() if procs.environ(p).get(procs.OWNER_ENV) == str(owner)]
 
 
+def _status(p: psutil.Process) -> str:
+    try:
+        return p.status()
+    except psutil.Error:
+        return "gone"
+
+
 def server_port(processes) -> int:
     for p in processes:
         cmd = p.cmdline()
@@ -68,16 +75,28 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
         stderr=subprocess.STDOUT, text=True,
         preexec_fn=procs.default_signals)  # as from a terminal: SIGINT is ignored in a background job's children
     try:
+        seen = {}
+
         def frozen_run():
             found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
-            done = journal.exists() and journal.read_text().count("\n") == 1  # quick-one has finished
+            lines = journal.read_text().count("\n") if journal.exists() else 0
             waiting = [p for p in session_processes(harness.pid)
                        if procs.environ(p).get("CHAOS_INSTANCE", "").startswith("never-reached-")]
+            statuses = {p.pid: _status(p) for p in found}
+            seen.update(journal_lines=lines, flow_run_processes=statuses, deployed_ahead=len(waiting))
             if ahead and not waiting:
                 return None
-            return found if done and found and all(p.status() == psutil.STATUS_STOPPED for p in found) else None
+            stopped = found and all(s == psutil.STATUS_STOPPED for s in statuses.values())
+            return found if lines == 1 and stopped else None  # quick-one has finished, the second is frozen
 
-        flow_procs = wait_until(frozen_run, 180, "a frozen flow-run process of the second scenario")
+        try:
+            # the bound covers a loaded CI machine (the other xdist worker runs docker cases); the
+            # frozen case itself waits 300 s for its verdict, so it is still frozen when this returns
+            flow_procs = wait_until(frozen_run, 270, "a frozen flow-run process of the second scenario")
+        except AssertionError as timeout:
+            harness.kill()
+            raise AssertionError(f"{timeout}; last seen: {seen}; the harness printed:\n"
+                                 f"{harness.communicate(timeout=30)[0][-6000:]}") from None
         session = procs.environ(flow_procs[0])[procs.SESSION_ENV]
         live = session_processes(harness.pid)
         port = server_port(live)
