@@ -78,6 +78,9 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
         seen = {}
 
         def frozen_run():
+            if harness.poll() is not None:  # e.g. its session failed to start: say so now, not at the bound
+                raise AssertionError(f"the harness exited with status {harness.returncode} before "
+                                     "the second scenario froze")
             found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
             lines = journal.read_text().count("\n") if journal.exists() else 0
             waiting = [p for p in session_processes(harness.pid)
@@ -93,9 +96,9 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
             # the bound covers a loaded CI machine (the other xdist worker runs docker cases); the
             # frozen case itself waits 300 s for its verdict, so it is still frozen when this returns
             flow_procs = wait_until(frozen_run, 270, "a frozen flow-run process of the second scenario")
-        except AssertionError as timeout:
+        except AssertionError as failed:
             harness.kill()
-            raise AssertionError(f"{timeout}; last seen: {seen}; the harness printed:\n"
+            raise AssertionError(f"{failed}; last seen: {seen}; the harness printed:\n"
                                  f"{harness.communicate(timeout=30)[0][-6000:]}") from None
         session = procs.environ(flow_procs[0])[procs.SESSION_ENV]
         live = session_processes(harness.pid)

@@ -179,3 +179,41 @@ def test_a_system_removes_only_its_own_objects_of_a_shared_session(client, other
                 v.remove(force=True)
             except Exception:
                 pass
+
+
+@pytest.mark.integration
+def test_two_removers_of_the_same_objects_both_succeed(client):
+    """Two sessions starting at once both reap a SIGKILLed harness's leftovers.  Docker answers
+    the second removal of a container with 409 ("removal ... already in progress"): that failed a
+    session's start in CI.  Both removers must succeed and the objects be gone."""
+    import threading
+    import uuid
+
+    from harness.backends.docker import remove_labelled
+
+    labels = {"chaos-harness.test-race": uuid.uuid4().hex[:8]}  # not an owner label: no session reaps it
+    container = client.containers.run(engine.ensure_image(client), ["sleep", "600"], detach=True,
+                                      labels=labels, network_mode="host")
+    volume = client.volumes.create(name=f"chaos-race-{labels['chaos-harness.test-race']}", labels=labels)
+    reports, errors = [], []
+
+    def remover():
+        try:
+            reports.append(remove_labelled(client, labels))
+        except Exception as exc:  # noqa: BLE001 - recorded, asserted below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=remover) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        assert labelled(client, "chaos-harness.test-race", labels["chaos-harness.test-race"]) == \
+            {"containers": [], "volumes": []}
+        named = [r for report in reports for r in report]
+        assert any(r.startswith(f"container {container.name}") for r in named)
+        assert f"volume {volume.name}" in named
+    finally:
+        remove_labelled(client, labels)

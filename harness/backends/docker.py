@@ -47,31 +47,58 @@ def session_labels(session: str, backend: str) -> dict[str, str]:
     return {SESSION_LABEL: session, OWNER_LABEL: str(os.getpid()), BACKEND_LABEL: backend}
 
 
-def remove_labelled(client, selector: dict[str, str]) -> list[str]:
-    """Remove every container, volume and network carrying all of ``selector``'s labels."""
+REMOVAL_WAIT = 60.0  # another remover's removal of a container, in progress
+
+
+def _remove(obj, kind: str, removal: Callable[[], Any]) -> str | None:
+    """Remove one Docker object; what to report, or None if it was already gone.
+
+    Another harness may be removing the same object at the same moment: two sessions starting
+    together both reap a SIGKILLed harness's leftovers, and Docker answers the second with 409
+    ("removal ... already in progress", or a volume still in use by a container being removed).
+    That is not an error: wait (bounded) until the object is gone and report it."""
     import docker
 
+    try:
+        removal()
+        return f"{kind} {obj.name}"
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as e:
+        if e.status_code != 409:
+            raise
+        conflict = e
+    deadline = time.monotonic() + REMOVAL_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        try:
+            obj.reload()
+        except docker.errors.NotFound:
+            return f"{kind} {obj.name} (removed concurrently)"
+        if kind == "volume":  # in use by a container another remover is removing: try again
+            try:
+                removal()
+                return f"{kind} {obj.name}"
+            except docker.errors.NotFound:
+                return f"{kind} {obj.name} (removed concurrently)"
+            except docker.errors.APIError as e:
+                if e.status_code != 409:
+                    raise
+    raise RuntimeError(f"{kind} {obj.name} still exists {REMOVAL_WAIT:.0f} s after Docker "
+                       f"answered its removal with: {conflict}")
+
+
+def remove_labelled(client, selector: dict[str, str]) -> list[str]:
+    """Remove every container, volume and network carrying all of ``selector``'s labels."""
     filters = {"label": [f"{k}={v}" for k, v in selector.items()]}
     removed = []
     for c in client.containers.list(all=True, filters=filters):
-        try:
-            c.remove(force=True, v=True)
-            removed.append(f"container {c.name}")
-        except docker.errors.NotFound:
-            pass
+        removed.append(_remove(c, "container", lambda c=c: c.remove(force=True, v=True)))
     for v in client.volumes.list(filters=filters):
-        try:
-            v.remove(force=True)
-            removed.append(f"volume {v.name}")
-        except docker.errors.NotFound:
-            pass
+        removed.append(_remove(v, "volume", lambda v=v: v.remove(force=True)))
     for n in client.networks.list(filters=filters):
-        try:
-            n.remove()
-            removed.append(f"network {n.name}")
-        except docker.errors.NotFound:
-            pass
-    return removed
+        removed.append(_remove(n, "network", n.remove))
+    return [r for r in removed if r]
 
 
 def reap_abandoned() -> list[str]:
