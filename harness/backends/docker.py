@@ -234,6 +234,10 @@ class ServerContainer:
                        f"its log:\n{self.logs()}")
         self.running = True
 
+    def log_sources(self) -> dict[str, caselogs.Source]:
+        """Its log, as harness.caselogs keeps it (like a database's ``log_sources``)."""
+        return {"server.log": caselogs.container_reader(self.container.get_wrapped_container)}
+
     def logs(self, lines: int = 30) -> str:
         try:
             return self.container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
@@ -399,8 +403,7 @@ class DockerSystem:
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
         """The server container's and database's logs; with ``deployed``, each of its flow-run
         containers' own (their output also streams to its worker's log, in its directory)."""
-        found = {"server.log": caselogs.container_reader(self.server.container.get_wrapped_container),
-                 **shared_database_logs(self.database)}
+        found = {**self.server.log_sources(), **shared_database_logs(self.database)}
         if deployed is not None:
             for c in self._containers_of(deployed):
                 found[f"container-{c.name}.log"] = caselogs.container_reader(lambda c=c: c)

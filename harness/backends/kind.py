@@ -247,8 +247,7 @@ class KindSystem:
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
         """The server container's log; with ``deployed``, its case's worker pod's and flow-run
         pods' (those still there: a deleted pod's log went with it)."""
-        found: dict[str, caselogs.Source] = {
-            "server.log": caselogs.container_reader(self.server.container.get_wrapped_container)}
+        found: dict[str, caselogs.Source] = self.server.log_sources()
         if deployed is not None:
             scope = kube.selector(kube.session_labels(self.session, deployed.instance))
             for pod in self.core.list_namespaced_pod(self.ns, label_selector=scope).items:
