@@ -15,7 +15,6 @@ pulled implicitly.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -41,24 +40,12 @@ IMAGE_REPO = "chaos-harness/prefect"
 RECIPE = 1  # bump when the build recipe below changes: it is part of the tag's hash
 SUITE = "bookworm"
 CA_DIR = Path("/usr/local/share/ca-certificates")
-LOCK_DIR = Path(tempfile.gettempdir())
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "chaos-harness-dockerd.log"
 PACKAGES = ("docker.io", "mmdebstrap")
 
 
 class Unavailable(RuntimeError):
     """No Docker engine (or no image) can be had here; the message says why."""
-
-
-@contextmanager
-def _lock(name: str) -> Iterator[None]:
-    """A machine-wide lock: two xdist workers must not install or build at the same time."""
-    with open(LOCK_DIR / f"chaos-harness-{name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _client():
@@ -98,7 +85,7 @@ def ensure_engine(install: bool = True, timeout: float = 90):
         if not install or os.environ.get("CHAOS_DOCKER_INSTALL", "1") == "0":
             raise
         why_not = first
-    with _lock("engine"):
+    with procs.machine_lock("engine"):
         try:
             return _client()  # another process started it while we waited for the lock
         except Unavailable:
@@ -198,7 +185,7 @@ def _build(client, tag: str, include: str, hook: str, changes: list[str], labels
     """A Debian rootfs (``mmdebstrap``, ``include``d packages, a customize ``hook``, an
     ``essential_hook`` before the packages are installed) piped into ``docker import`` as
     ``tag``; reused when present."""
-    with _lock("image"):
+    with procs.machine_lock("image"):
         if _present(client, tag):
             return tag
         if not shutil.which("mmdebstrap"):

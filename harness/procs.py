@@ -8,13 +8,16 @@ and never by name, so nothing the harness did not create is ever signalled.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Iterable, Iterator
 
 import psutil
 
@@ -154,6 +157,28 @@ def reap_abandoned() -> list[int]:
         killed += signal_all(orphans, signal.SIGKILL)
         wait_gone(orphans, 5)  # SIGKILL is asynchronous: return only once they are really gone
     return killed
+
+
+LOCK_DIR = Path(tempfile.gettempdir())
+_held = threading.local()  # the machine locks this thread holds: a nested ``with`` passes through
+
+
+@contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """A lock across every process of the machine (two xdist workers, two harnesses), re-entrant
+    within a thread: an flock on ``chaos-harness-<name>.lock`` in the temporary directory."""
+    held = _held.__dict__.setdefault("names", set())
+    if name in held:
+        yield
+        return
+    with open(LOCK_DIR / f"chaos-harness-{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        held.add(name)
+        try:
+            yield
+        finally:
+            held.discard(name)
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def default_signals() -> None:

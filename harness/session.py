@@ -36,7 +36,14 @@ def _sigterm(signum, frame):  # noqa: ARG001
 
 
 def clean_abandoned(tmp: Path | None = None) -> list[str]:
-    """Remove what SIGKILLed harness sessions left: their processes and temporary directories."""
+    """Remove what SIGKILLed harness sessions left: their processes, containers and temporary
+    directories.  One reaper at a time on the machine: two sessions starting together would
+    otherwise race for the same leftovers, and each would report only what it won."""
+    with procs.machine_lock("reap"):
+        return _clean_abandoned(tmp)
+
+
+def _clean_abandoned(tmp: Path | None) -> list[str]:
     removed = [f"pid {pid}" for pid in procs.reap_abandoned()]
     try:
         from harness.backends.docker import reap_abandoned as reap_containers

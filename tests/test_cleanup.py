@@ -127,14 +127,15 @@ def test_leftovers_of_a_sigkilled_harness_are_removed_by_the_next_session():
     harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         session, workdir = harness.stdout.readline().split()
-        os.kill(harness.pid, signal.SIGKILL)
-        harness.wait(10)
-        left = procs.find(session)
-        assert left and Path(workdir).exists()  # the server outlived its harness
+        with procs.machine_lock("reap"):  # no session started meanwhile (another xdist worker) reaps first
+            os.kill(harness.pid, signal.SIGKILL)
+            harness.wait(10)
+            left = procs.find(session)
+            assert left and Path(workdir).exists()  # the server outlived its harness
+            removed = clean_abandoned()
     finally:
         if harness.poll() is None:
             harness.kill()
-    removed = clean_abandoned()
     assert procs.find(session) == []
     assert not Path(workdir).exists()
     assert str(workdir) in removed
@@ -145,11 +146,23 @@ def test_an_image_build_directory_of_a_sigkilled_harness_is_removed_by_the_next_
     harness = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         left = Path(harness.stdout.readline().strip())
-        os.kill(harness.pid, signal.SIGKILL)  # mid-build: its directory outlives it
-        harness.wait(10)
+        with procs.machine_lock("reap"):  # as above: this test's own call is the one that reaps
+            os.kill(harness.pid, signal.SIGKILL)  # mid-build: its directory outlives it
+            harness.wait(10)
+            assert left.name.startswith(WORKDIR_PREFIX) and procs.owner(left) == harness.pid
+            removed = clean_abandoned()
     finally:
         if harness.poll() is None:
             harness.kill()
-    assert left.name.startswith(WORKDIR_PREFIX) and procs.owner(left) == harness.pid
-    removed = clean_abandoned()
     assert not left.exists() and str(left) in removed
+
+
+def test_the_machine_lock_excludes_other_processes_and_is_reentrant_in_a_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(procs, "LOCK_DIR", tmp_path)
+    probe = [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+             str(tmp_path / "chaos-harness-t.lock")]
+    with procs.machine_lock("t"):
+        with procs.machine_lock("t"):  # a nested hold (clean_abandoned inside a test's hold) passes
+            pass
+        assert subprocess.run(probe, capture_output=True).returncode != 0  # still held after the inner exit
+    assert subprocess.run(probe, capture_output=True).returncode == 0

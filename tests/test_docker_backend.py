@@ -147,14 +147,15 @@ def test_containers_of_a_sigkilled_harness_are_removed_by_the_next_session(clien
     try:
         session = harness.stdout.readline().strip()
         assert session, "the harness did not start its docker system"
-        os.kill(harness.pid, signal.SIGKILL)
-        harness.wait(10)
-        left = labelled(client, SESSION_LABEL, session)
-        assert left["containers"] and left["volumes"]  # the server container outlived its harness
+        with procs.machine_lock("reap"):  # no session started meanwhile (another xdist worker) reaps first
+            os.kill(harness.pid, signal.SIGKILL)
+            harness.wait(10)
+            left = labelled(client, SESSION_LABEL, session)
+            assert left["containers"] and left["volumes"]  # the server container outlived its harness
+            removed = clean_abandoned()
     finally:
         if harness.poll() is None:
             harness.kill()
-    removed = clean_abandoned()
     assert labelled(client, SESSION_LABEL, session) == {"containers": [], "volumes": []}
     assert any(r.startswith("container ") for r in removed)
 
