@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import Any
 
 import yaml
@@ -98,6 +99,8 @@ class Episode:
     steps: list[Step] = field(default_factory=list)
     open: list[tuple[Step, Any, faults.FaultRecord]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    drawn: list[str] = field(default_factory=list)  # the rules drawn, in order: the seed's schedule
+    drawn_open: list[tuple[str, str]] = field(default_factory=list)  # faults with a heal drawn since the last
 
     def replay(self, sid: str) -> str:
         row = base_scenario(sid)
@@ -133,19 +136,63 @@ def say(text: str) -> None:
     print(f"[explore {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def make_machine(system: System, on_failure: list[str]):
-    """The state machine class, bound to one started system; ``on_failure`` collects replays."""
+class Live:
+    """The machine's whole contact with the system under test: deploying, starting the run, looking
+    at it, injecting and healing faults, reading its history, and time passing.  ``explore`` uses the
+    real one; a unit test of the drawing scripts its own."""
+
+    settle = SETTLE
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self.scenario = ExplorationScenario.model_validate(base_scenario())
+
+    def deploy(self, instance: str) -> AbstractContextManager[Deployed]:
+        return self.system.deploy(self.scenario, instance)
+
+    def start(self, deployed: Deployed, instance: str) -> str:
+        return self.system.api.create_flow_run(deployed.deployment_id, self.scenario.workload.parameters,
+                                               ["chaos", instance])
+
+    def snapshot(self, run_id: str, tasks: bool) -> observe.Snapshot:
+        return observe.snapshot(self.system.api, run_id, with_tasks=tasks)
+
+    def inject(self, spec: FaultSpec, deployed: Deployed, run_id: str) -> tuple[Any, faults.FaultRecord]:
+        fault = self.system.fault(spec, deployed, run_id)
+        record = faults.FaultRecord(spec.kind, spec.target)
+        faults.inject(fault, record)
+        return fault, record
+
+    def heal(self, fault: Any, record: faults.FaultRecord) -> None:
+        faults.heal(fault, record)
+
+    def history(self, deployed: Deployed, run_id: str, started: float, retry_for: float) -> History | None:
+        history = observe.collect(self.system.api, scenario="explore", backend=self.system.name,
+                                  started_at=started, bound=self.settle, main_id=run_id, rerun_ids=[], faults=[],
+                                  ledger_path=deployed.ledger, retry_for=retry_for)
+        return None if history.main is None else history
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def make_machine(live: Live, on_failure: list[str]):
+    """The state machine class, bound to one started system; ``on_failure`` collects replays.
+
+    Which rules may run next depends only on what the schedule drew so far (a run was started, a
+    fault with a heal was drawn), never on what the run did: Hypothesis draws the next rule among
+    the ones whose preconditions hold, so a precondition that read the live run would make the same
+    seed draw other schedules whenever the run went faster or slower.  A rule that finds the run
+    already ended does nothing, and says so."""
     from hypothesis import strategies as st
     from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-    scenario = ExplorationScenario.model_validate(base_scenario())
 
     class FaultSchedule(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.episode = Episode()
             self.instance = f"explore-{int(time.time() * 1000) % 10**8}"
-            self._deploy = system.deploy(scenario, self.instance)
+            self._deploy = live.deploy(self.instance)
             self.deployed: Deployed = self._deploy.__enter__()
 
         # -- rules ----------------------------------------------------------------------------
@@ -153,16 +200,17 @@ def make_machine(system: System, on_failure: list[str]):
         @rule()
         def start_run(self) -> None:
             ep = self.episode
-            ep.run_id = system.api.create_flow_run(self.deployed.deployment_id, scenario.workload.parameters,
-                                                   ["chaos", self.instance])
+            ep.drawn.append("start")
+            ep.run_id = live.start(self.deployed, self.instance)
             ep.started = time.time()
             snap = self._until(lambda snap: snap.flow_state in {"RUNNING"} | TERMINAL, 40)
             say(f"{self.instance}: run {ep.run_id[:8]} started ({snap.flow_state})")
 
-        @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
+        @precondition(lambda self: self.episode.run_id is not None)
         @rule(task=st.integers(1, STEPS))
         def advance_to(self, task: int) -> None:
             """Let the run go on until task step-N runs (or the run ends): the next fault's trigger."""
+            self.episode.drawn.append(f"advance step-{task}")
             if self.episode.reached is not None and task <= self.episode.reached:
                 return
             snap = self._until(lambda s: s.tasks.get(f"step-{task}") == "RUNNING" or s.terminal, 30, tasks=True)
@@ -170,17 +218,21 @@ def make_machine(system: System, on_failure: list[str]):
                 self.episode.reached = task
             say(f"{self.instance}: advanced to step-{task}: run {snap.flow_state}, tasks {snap.tasks}")
 
-        @precondition(lambda self: self.episode.run_id is not None and not self._terminal())
+        @precondition(lambda self: self.episode.run_id is not None)
         @rule(which=st.sampled_from(range(len(CATALOGUE))))
         def inject(self, which: int) -> None:
             kind, target, extra = CATALOGUE[which]
             ep = self.episode
-            if any(s.kind == kind and s.target == target for s, _, _ in ep.open):
+            ep.drawn.append(f"inject {kind}->{target}")
+            if (kind, target) in ep.drawn_open:
                 return  # already open; drawing it again changes nothing
+            if kind in HEALS:
+                ep.drawn_open.append((kind, target))
+            if self._terminal():
+                say(f"{self.instance}: not injected: {kind} -> {target}: the run has already ended")
+                return
             spec = FaultSpec.model_validate({"kind": kind, "target": target, "when": {"after_seconds": 0}, **extra})
-            fault = system.fault(spec, self.deployed, ep.run_id)
-            record = faults.FaultRecord(kind, target)
-            faults.inject(fault, record)
+            fault, record = live.inject(spec, self.deployed, ep.run_id)
             step = Step(kind, target, extra, ep.reached, record.injected_at or time.time())
             ep.steps.append(step)
             say(f"{self.instance}: inject {kind} -> {target} {extra or ''}{' FAILED ' + record.error if record.error else ''}")
@@ -192,12 +244,15 @@ def make_machine(system: System, on_failure: list[str]):
         @rule(seconds=st.sampled_from([1, 3]))
         def pause(self, seconds: int) -> None:
             """Time passes: a fault window stays open, a run goes on (always possible)."""
-            time.sleep(seconds)
+            self.episode.drawn.append(f"pause {seconds}s")
+            live.sleep(seconds)
 
-        @precondition(lambda self: bool(self.episode.open))
+        @precondition(lambda self: bool(self.episode.drawn_open))
         @rule()
         def heal(self) -> None:
-            say(f"{self.instance}: heal {[s.kind for s, _, _ in self.episode.open]}")
+            self.episode.drawn.append("heal")
+            if self.episode.open:
+                say(f"{self.instance}: heal {[s.kind for s, _, _ in self.episode.open]}")
             self._heal_all()
 
         # -- invariants ----------------------------------------------------------------------
@@ -214,13 +269,13 @@ def make_machine(system: System, on_failure: list[str]):
             try:
                 self._heal_all()
                 if self.episode.run_id is not None:
-                    snap = self._until(lambda s: s.terminal, SETTLE)
+                    snap = self._until(lambda s: s.terminal, live.settle)
                     history = self._history(retry_for=30)
                     why = [] if history is None else invariant_violations(history, was_rescheduled(history))
                     say(f"{self.instance}: teardown: run {snap.flow_state}")
                     if not snap.terminal:
                         why.append(f"stuck: flow run {self.episode.run_id[:8]} still {snap.flow_state} "
-                                   f"{SETTLE:g}s after every fault was healed")
+                                   f"{live.settle:g}s after every fault was healed")
                     if why:
                         self._fail(why)
             finally:
@@ -234,30 +289,28 @@ def make_machine(system: System, on_failure: list[str]):
             raise AssertionError(text)
 
         def _terminal(self) -> bool:
-            return observe.snapshot(system.api, self.episode.run_id, with_tasks=False).terminal
+            return live.snapshot(self.episode.run_id, tasks=False).terminal
 
         def _until(self, done, timeout: float, tasks: bool = False) -> observe.Snapshot:
             end = time.time() + timeout
             while True:
-                snap = observe.snapshot(system.api, self.episode.run_id, with_tasks=tasks)
+                snap = live.snapshot(self.episode.run_id, tasks)
                 if snap.flow_state is not None and done(snap) or time.time() > end:
                     return snap
-                time.sleep(0.25)
+                live.sleep(0.25)
 
         def _heal_all(self) -> None:
             for step, fault, record in self.episode.open:
-                faults.heal(fault, record)
+                live.heal(fault, record)
                 step.healed_at = record.healed_at or time.time()
             self.episode.open = []
+            self.episode.drawn_open = []
 
         def _history(self, retry_for: float = 0) -> History | None:
             ep = self.episode
             if ep.run_id is None:
                 return None
-            history = observe.collect(system.api, scenario="explore", backend=system.name, started_at=ep.started,
-                                      bound=SETTLE, main_id=ep.run_id, rerun_ids=[], faults=[],
-                                      ledger_path=self.deployed.ledger, retry_for=retry_for)
-            return None if history.main is None else history
+            return live.history(self.deployed, ep.run_id, ep.started, retry_for)
 
     return FaultSchedule
 
@@ -265,12 +318,24 @@ def make_machine(system: System, on_failure: list[str]):
 def explore(system: System, seed: int, examples: int, steps: int) -> tuple[str | None, list[str]]:
     """Run the exploration: (None, []) when every invariant held, else (what Hypothesis said, the
     replay YAML of each failing schedule it ran, the last being the shrunk one)."""
+    return run_machine(Live(system), seed, examples, steps)
+
+
+def run_machine(live: Live, seed: int, examples: int, steps: int,
+                schedules: list[list[str]] | None = None) -> tuple[str | None, list[str]]:
+    """``explore`` on any ``Live``; ``schedules``, if given, receives what each example drew."""
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis import seed as seed_with
     from hypothesis.stateful import get_state_machine_test
 
     found: list[str] = []
-    machine = make_machine(system, found)
+    machine = make_machine(live, found)
+    if schedules is not None:
+        class Recorded(machine):  # type: ignore[misc, valid-type]
+            def teardown(self) -> None:
+                schedules.append(self.episode.drawn)
+                super().teardown()
+        machine = Recorded
     config = settings(max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink],
                       print_blob=False)
@@ -284,4 +349,3 @@ def explore(system: System, seed: int, examples: int, steps: int) -> tuple[str |
             raise
         return f"{type(exc).__name__}: the failure did not reproduce on every replay ({exc})".splitlines()[0], found
     return None, found
-

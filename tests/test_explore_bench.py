@@ -1,12 +1,15 @@
-"""Pure parts of the exploration (invariants, the replay YAML) and of the benchmark (its figures),
-on hand-written histories and journal lines."""
+"""Pure parts of the exploration (invariants, the replay YAML, how a seed draws its schedules) and
+of the benchmark (its figures), on hand-written histories, scripted runs and journal lines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -14,8 +17,10 @@ import yaml
 from harness import procs
 from harness.bench import (CpuSampler, case_figures, from_journal, observation_lag, own_time, quiet_time, render,
                            role_of, summarize)
-from harness.explore import RETRIES, Episode, Step, invariant_violations, was_rescheduled
+from harness.explore import RETRIES, STEPS, Episode, Step, invariant_violations, run_machine, was_rescheduled
+from harness.faults import FaultRecord
 from harness.history import FlowRun, History, State
+from harness.observe import Snapshot
 from harness.scenario import load_matrix
 
 
@@ -76,6 +81,55 @@ def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     assert f2.heal_after_seconds == 1.0  # at least a second
     assert scenario.config.flow_retries == RETRIES and not scenario.expect.overlap
     assert yaml.safe_load(text)[0]["id"] == "explore-found"
+
+
+class ScriptedRun:
+    """A stand-in for the live system in the drawing test only: a run that ends after ``ends_after``
+    looks at it (0: at once), faults that inject and heal without error, and no history."""
+
+    settle = 60.0
+
+    def __init__(self, ends_after: int) -> None:
+        self.ends_after, self.looks, self.injected = ends_after, 0, 0
+
+    def deploy(self, instance):
+        return contextlib.nullcontext(SimpleNamespace(deployment_id="d", ledger=None))
+
+    def start(self, deployed, instance):
+        self.looks = 0
+        return "r" * 36
+
+    def snapshot(self, run_id, tasks):
+        self.looks += 1
+        state = "COMPLETED" if self.looks > self.ends_after else "RUNNING"
+        return Snapshot(at=time.time(), flow_state=state, tasks={f"step-{i}": "RUNNING" for i in range(1, STEPS + 1)})
+
+    def inject(self, spec, deployed, run_id):
+        self.injected += 1
+        return None, FaultRecord(spec.kind, spec.target, injected_at=time.time())
+
+    def heal(self, fault, record):
+        record.healed_at = time.time()
+
+    def history(self, deployed, run_id, started, retry_for):
+        return None
+
+    def sleep(self, seconds):
+        pass  # each wait is one more look: a run that outlives the schedule still ends at teardown
+
+
+def test_a_seed_draws_the_same_schedules_however_fast_the_run_goes():
+    """Hypothesis draws each rule among those whose preconditions hold: if a precondition read the
+    live run (has it ended?), a run that ended sooner would make the same seed draw other schedules."""
+    drawn = {}
+    for ends_after in (0, 500):  # the run ends at once; the run outlives every schedule
+        live, schedules = ScriptedRun(ends_after), []
+        assert run_machine(live, seed=7, examples=12, steps=6, schedules=schedules) == (None, [])
+        drawn[ends_after] = (schedules, live.injected)
+    (quick, injected_quick), (slow, injected_slow) = drawn[0], drawn[500]
+    assert quick == slow and len(quick) >= 12  # Hypothesis may run a few more than asked
+    assert any(d.startswith("inject") for s in quick for d in s)  # the schedules do inject faults
+    assert injected_quick == 0 < injected_slow  # into a live run only: an ended run is left alone
 
 
 def entry(states, faults=(), stuck=False, seen=None, finished=50.0, settle=60, turn=0.0, quiet=0.0, quiet_from=None):
