@@ -78,6 +78,9 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         if procs.STOPPING.is_set():
             raise procs.Stopped(f"the session stopped while {scenario.id} ran")
         snaps = observe.snapshots(system.api, run_ids, needs_tasks and any(a.fault is None for a in armed))
+        first = snaps[run_ids[0]]
+        if first.terminal and seen_terminal is None:  # taken before faults fire: a poll that fires
+            seen_terminal = first.at  # one goes round again at once, and what it saw still counts
         # per run, its faults fire in their order: the next one waits until the previous fired
         fired_any = False
         for run_id in run_ids:
@@ -106,9 +109,6 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
             if a.open and now >= a.heal_at:
                 faults.heal(a.fault, a.record)
                 deadline = max(deadline, time.time() + scenario.quiet_seconds)
-        first = snaps[run_ids[0]]
-        if first.terminal and seen_terminal is None:
-            seen_terminal = first.at
         if all(s.terminal for s in snaps.values()) and not any(a.open for a in armed):
             quiet_until = quiet_until or now + scenario.quiet_seconds
             if now >= quiet_until:
