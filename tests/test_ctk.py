@@ -83,6 +83,26 @@ def test_a_healing_fault_is_injected_then_healed_after_its_time():
     assert by_name(exp["steady-state-hypothesis"]["probes"])["final-state"]["tolerance"] == "COMPLETED"
 
 
+def test_faults_at_the_same_trigger_are_injected_together_and_healed_after_the_group():
+    method = export("api-500-kill-flow-process")["method"]
+    assert [m["name"] for m in method] == ["start-run", "inject-api-error-api-0", "inject-kill-flow-run-1",
+                                           "heal-api-error-api-0"]
+    assert args(method[1])["when"] == args(method[2])["when"] == {"task": "step-1", "state": "RUNNING"}
+    assert args(method[3]) == {"index": 0} and method[3]["pauses"] == {"before": 20}
+    at = {"task": "step-1", "state": "running"}
+    two = row(faults=[{"kind": "api-error", "target": "api", "status": 500, "when": at, "heal_after_seconds": 12},
+                      {"kind": "freeze", "when": at, "heal_after_seconds": 5},
+                      {"kind": "kill", "when": at}])
+    heals = [m for m in experiment(two)["method"] if m["name"].startswith("heal")]
+    # each heal at its own time from the group's injection: the freeze at 5 s, the 500 at 12 s
+    assert [(args(h)["index"], h["pauses"]["before"]) for h in heals] == [(1, 5), (0, 7)]
+    later = row(faults=[{"kind": "freeze", "when": at, "heal_after_seconds": 5},
+                        {"kind": "kill", "when": at},
+                        {"kind": "kill-worker", "target": "worker", "when": {"task": "step-2", "state": "running"}}])
+    [why] = refusals(later, "local")
+    assert why.startswith("scenario 'made-up': faults.2: comes after faults.0, which heals after 5s, at another trigger")
+
+
 def test_several_faults_subflows_and_set_fields():
     method = export("kill-worker-and-flow-process")["method"]
     assert [m["name"] for m in method] == ["start-run", "inject-kill-worker-worker-0", "inject-kill-flow-run-1"]

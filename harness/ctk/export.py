@@ -18,8 +18,10 @@ Refused, naming the scenario and the field, rather than exported wrongly:
 - a backend the scenario does not list;
 - a storm (``workload.runs`` > 1): the actions drive one flow run, the hypothesis checks one;
 - follow-ups (``then``): a rerun after the run settled, with its own expectation;
-- a fault after a fault that heals: ``run_scenario`` heals while it waits for the next trigger,
-  a method runs one activity after another, so the heal would move;
+- a fault after a fault that heals, at another trigger: ``run_scenario`` heals while it waits
+  for the next trigger, a method runs one activity after another, so the heal would move.  Faults
+  at the same trigger fire together (the harness fires the next on the poll after the last), so
+  the method injects them one after the other and heals them after the group;
 - expectations no probe reads: a subflow's name, message or run_count (its final state has one),
   a task run's name or message (its final state and run_count have one).
 """
@@ -59,14 +61,13 @@ def refusals(scenario: Scenario, backend: str) -> list[str]:
     if scenario.then:
         no("then", "follow-up runs after the run settled, each with its own expectation: the experiment has "
                    "one flow run and one hypothesis")
-    healing = None
-    for i, fault in enumerate(scenario.faults):
-        if healing is not None:
+    for group in _groups(scenario)[1:]:
+        before = [i for i in range(group[0]) if scenario.faults[i].heal_after_seconds is not None]
+        if before:
+            i, healing = group[0], before[-1]
             no(f"faults.{i}", f"comes after faults.{healing}, which heals after "
-                              f"{scenario.faults[healing].heal_after_seconds:g}s: the harness heals while it waits "
-                              "for this trigger, a method runs one activity after the other")
-        if fault.heal_after_seconds is not None:
-            healing = i
+                              f"{scenario.faults[healing].heal_after_seconds:g}s, at another trigger: the harness "
+                              "heals while it waits for this trigger, a method runs one activity after the other")
     expect = scenario.expect.for_backend(backend)
     if expect.subflows is not None:
         for name in ("final_name", "message", "run_count"):
@@ -162,16 +163,37 @@ def method(scenario: Scenario, backend: str, matrix: str | None, expect: Expecta
     where = {"matrix": matrix} if matrix else {}
     steps = [_action("start-run", "start_run", scenario=scenario.id, backend=backend, **where)]
     several = len(scenario.faults) > 1
-    for i, fault in enumerate(scenario.faults):
-        name = f"{fault.kind}-{fault.target}" + (f"-{i}" if several else "")
-        fields = fault.model_dump(exclude_unset=True, exclude_none=True, exclude={"kind", "target", "when"})
-        steps.append(_action(f"inject-{name}", "inject_fault", kind=fault.kind, target=fault.target,
-                             when=fault.when.model_dump(exclude_none=True), timeout=expect.settle_within_seconds,
-                             **fields))
-        if fault.heal_after_seconds is not None:
-            steps.append({**_action(f"heal-{name}", "heal_faults", index=i),
-                          "pauses": {"before": fault.heal_after_seconds}})
+
+    def name(i: int) -> str:
+        fault = scenario.faults[i]
+        return f"{fault.kind}-{fault.target}" + (f"-{i}" if several else "")
+
+    for group in _groups(scenario):
+        for i in group:
+            fault = scenario.faults[i]
+            fields = fault.model_dump(exclude_unset=True, exclude_none=True, exclude={"kind", "target", "when"})
+            steps.append(_action(f"inject-{name(i)}", "inject_fault", kind=fault.kind, target=fault.target,
+                                 when=fault.when.model_dump(exclude_none=True),
+                                 timeout=expect.settle_within_seconds, **fields))
+        healed_after = 0.0  # the group's heals in the order they fall, each paused from the one before
+        for i in sorted((i for i in group if scenario.faults[i].heal_after_seconds is not None),
+                        key=lambda i: scenario.faults[i].heal_after_seconds):
+            after = scenario.faults[i].heal_after_seconds
+            steps.append({**_action(f"heal-{name(i)}", "heal_faults", index=i),
+                          "pauses": {"before": round(after - healed_after, 3)}})
+            healed_after = after
     return steps
+
+
+def _groups(scenario: Scenario) -> list[list[int]]:
+    """The faults' indexes, consecutive faults at the same trigger grouped: they fire together."""
+    groups: list[list[int]] = []
+    for i, fault in enumerate(scenario.faults):
+        if groups and scenario.faults[groups[-1][0]].when == fault.when:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def _description(scenario: Scenario, backend: str, expect: Expectation) -> str:
