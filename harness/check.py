@@ -184,16 +184,37 @@ def _unknown_reasons(history: History) -> list[str]:
     return why + [n for n in history.notes if n.startswith("unknown:")]
 
 
+def _storm_hits(history: History) -> tuple[set[str], int]:
+    """The storm's runs a fault hit while they ran, and how many faults landed after Prefect had
+    recorded their run's end: under a storm's load the poll that saw a run's trigger can be seconds
+    old, and a SIGKILL of a process that has already reported Completed does not make it Crashed.
+    The run's terminal state and the fault carry times from the same clock (the flow run's process
+    and the harness run on one machine, containers and kind nodes included)."""
+    runs = {r.id: r for r in history.runs("main")}
+    hit, after_end = set(), 0
+    for f in history.faults:
+        run_id = (f.get("detail") or {}).get("flow_run_id")
+        if not f.get("injected_at"):
+            continue
+        run = runs.get(run_id)
+        if run is not None and any(s.type in TERMINAL and s.timestamp <= f["injected_at"] for s in run.states):
+            after_end += 1
+        else:
+            hit.add(run_id)
+    return hit, after_end
+
+
 def storm_figures(history: History) -> dict[str, Any] | None:
     """A storm's account of its runs: how many, how each ended, which a fault hit, which are stuck."""
     mains = history.runs("main")
     if len(mains) < 2:
         return None
-    hit = {(f.get("detail") or {}).get("flow_run_id") for f in history.faults if f.get("injected_at")}
+    hit, after_end = _storm_hits(history)
     known = {r.id for r in history.flow_runs}
     stray = sorted({l.get("flow_run_id") for l in history.ledger} - known - {None})
     return {"runs": len(mains), "faulted": sum(r.id in hit for r in mains),
             "settled_before_fault": sum(1 for f in history.faults if (f.get("detail") or {}).get("not_fired")),
+            "fault_after_run_ended": after_end,
             "final": dict(Counter(r.final.type if r.final else "UNSEEN" for r in mains)),
             "stuck": [r.id for r in mains if r.final is None or r.final.type not in TERMINAL],
             "unaccounted_ledger_runs": stray}
@@ -201,7 +222,7 @@ def storm_figures(history: History) -> dict[str, Any] | None:
 
 def _check_storm(expect: Expectation, history: History) -> list[str]:
     """Every run of a storm against its expectation; one line per distinct difference."""
-    hit = {(f.get("detail") or {}).get("flow_run_id") for f in history.faults if f.get("injected_at")}
+    hit, _ = _storm_hits(history)
     grouped: dict[str, int] = Counter()
     for run in history.runs("main"):
         faulted = run.id in hit

@@ -218,7 +218,8 @@ def test_storm_checks_faulted_and_unfaulted_runs_apart():
     verdict = check(_storm_expect(executions={"step-1": 4}), h)
     assert verdict.outcome == PASS, verdict.reasons
     assert verdict.figures["storm"] == {"runs": 4, "faulted": 2, "final": {"COMPLETED": 2, "CRASHED": 2},
-                                        "stuck": [], "unaccounted_ledger_runs": [], "settled_before_fault": 0}
+                                        "stuck": [], "unaccounted_ledger_runs": [], "settled_before_fault": 0,
+                                        "fault_after_run_ended": 0}
 
 
 def test_storm_groups_differences_and_counts_stuck_runs():
@@ -250,6 +251,21 @@ def test_a_storm_fault_whose_run_settled_first_is_not_unknown():
     assert sorted(verdict.reasons) == ["1 run(s): a faulted run: final state COMPLETED (Completed), expected CRASHED",
                                        "1 run(s): an unfaulted run: final state CRASHED (Crashed), expected COMPLETED"]
     assert verdict.figures["storm"]["settled_before_fault"] == 1
+
+
+def test_a_storm_fault_that_landed_after_its_run_ended_did_not_hit_it():
+    """Measured in a main job: the storm's poll, seconds old under load, saw step-2 Running, and the
+    SIGKILL reached a process that had reported Completed 0.54 s before: the run is unfaulted."""
+    from harness.check import PASS, check
+
+    h = _storm(["COMPLETED", "CRASHED", "COMPLETED"], hit={0, 1})  # faults land at 2.0
+    h.flow_runs[0].states[-1].timestamp = 1.5  # run-0 had ended before its fault landed
+    verdict = check(_storm_expect(), h)
+    assert verdict.outcome == PASS, verdict.reasons
+    assert verdict.figures["storm"]["faulted"] == 1 and verdict.figures["storm"]["fault_after_run_ended"] == 1
+    h.flow_runs[0].states[-1].timestamp = 2.5  # ended after the fault: it was hit, and it should have crashed
+    verdict = check(_storm_expect(), h)
+    assert verdict.reasons == ["1 run(s): a faulted run: final state COMPLETED (Completed), expected CRASHED"]
 
 
 def _background(step2_states, ledger):
