@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -216,7 +216,11 @@ def make_machine(live: Live, on_failure: list[str]):
             snap = self._until(lambda s: s.tasks.get(f"step-{task}") == "RUNNING" or s.terminal, 30, tasks=True)
             if snap.tasks.get(f"step-{task}") == "RUNNING":
                 self.episode.reached = task
-            say(f"{self.instance}: advanced to step-{task}: run {snap.flow_state}, tasks {snap.tasks}")
+                say(f"{self.instance}: advanced to step-{task}: run {snap.flow_state}, tasks {snap.tasks}")
+            elif snap.terminal:
+                say(f"{self.instance}: not advanced to step-{task}: the run has already ended {snap.flow_state}")
+            else:
+                say(f"{self.instance}: step-{task} not seen running within 30 s: run {snap.flow_state}, tasks {snap.tasks}")
 
         @precondition(lambda self: self.episode.run_id is not None)
         @rule(which=st.sampled_from(range(len(CATALOGUE))))
