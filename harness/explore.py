@@ -57,7 +57,7 @@ def base_scenario(sid: str = "explore") -> dict[str, Any]:
         "config": {"flow_retries": RETRIES, "retry_delay_seconds": 0, "cache_policy": "default"},
         "faults": [],
         # what the invariants say, as an expectation the replay checks
-        "expect": {"final": list(TERMINAL), "run_count": list(range(RETRIES + 2)), "overlap": False,
+        "expect": {"final": sorted(TERMINAL), "run_count": list(range(RETRIES + 2)), "overlap": False,
                    "executions": {f"step-{i}": list(range(RETRIES + 2)) for i in range(1, STEPS + 1)},
                    "settle_within_seconds": SETTLE + 60},
     }

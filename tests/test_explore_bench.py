@@ -83,6 +83,17 @@ def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     assert yaml.safe_load(text)[0]["id"] == "explore-found"
 
 
+
+def test_the_replay_is_the_same_text_whatever_the_hash_seed():
+    """A found schedule prints the same YAML on every run (a set's order follows PYTHONHASHSEED)."""
+    code = ("from harness.explore import Episode, Step\n"
+            "ep = Episode(run_id='r', started=100.0)\n"
+            "ep.steps = [Step('kill', 'flow-run', {}, 1, 101.0)]\n"
+            "print(ep.replay('explore-found'))")
+    texts = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
+    assert len(texts) == 1
+
 class ScriptedRun:
     """A stand-in for the live system in the drawing test only: a run that ends after ``ends_after``
     looks at it (0: at once), faults that inject and heal without error, and no history."""
