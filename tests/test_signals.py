@@ -38,14 +38,24 @@ def test_exit_status_survives_the_fault(tmp_path, kind, status):
     assert child.popen.wait(timeout=5) == status  # not a reaped 0
 
 
-def test_terminate_sigkills_after_grace(tmp_path):
+def test_terminate_sigkills_after_grace_without_holding_up_the_watch(tmp_path):
     child = spawn(tmp_path, IGNORE_TERM)
-    fault = SignalFault("terminate", lambda: [psutil.Process(child.pid)], 0.5, "child")
+    fault = SignalFault("terminate", lambda: [psutil.Process(child.pid)], 1.5, "child")
     began = time.monotonic()
     detail = fault.inject()
-    assert detail["sigkilled_after_grace"] == [child.pid]
-    assert 0.5 <= time.monotonic() - began < 5
+    assert time.monotonic() - began < 1.5  # the grace runs beside the watch: heals and polls go on
+    assert detail["signal"] == "SIGTERM" and child.running()  # it ignores SIGTERM, and is still in its grace
+    assert fault.close() == {"sigkilled_after_grace": [child.pid]}  # close waits the grace out
+    assert 1.5 <= time.monotonic() - began < 10
     assert child.popen.wait(timeout=5) == -9
+
+
+def test_a_process_that_exits_in_its_grace_is_not_sigkilled(tmp_path):
+    child = spawn(tmp_path)
+    fault = SignalFault("terminate", lambda: [psutil.Process(child.pid)], 5, "child")
+    fault.inject()
+    assert fault.close() == {"sigkilled_after_grace": []}
+    assert child.popen.wait(timeout=5) == -15
 
 
 def test_freeze_then_heal(tmp_path):

@@ -27,6 +27,7 @@ from harness.api import PrefectAPI
 from harness.backends import Deployed
 from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env,
                                     scenario_deployment, shared_database_logs, worker_fault)
+from harness.backends.signals import Grace
 from harness.database import open_database
 from harness.net import free_port
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
@@ -270,6 +271,7 @@ class ContainerFault:
     def __init__(self, kind: str, resolve: Callable[[], list], grace: float, mem_limit: int | None):
         self.kind, self.resolve, self.grace, self.mem_limit = kind, resolve, grace, mem_limit
         self.targets: list = []
+        self.grace_wait: Grace | None = None
 
     def inject(self) -> dict[str, Any]:
         self.targets = self.resolve()
@@ -281,9 +283,15 @@ class ContainerFault:
                 c.kill(signal="SIGKILL")
             return {"containers": names, "signal": "SIGKILL"}
         if self.kind == "terminate":  # docker stop: SIGTERM to PID 1, the grace, then SIGKILL
-            for c in self.targets:
-                c.stop(timeout=int(self.grace))
-            return {"containers": names, "signal": "SIGTERM", "grace_seconds": int(self.grace)}
+            targets, grace = list(self.targets), int(self.grace)
+
+            def stop() -> dict[str, Any]:  # docker stop returns once the grace is over
+                for c in targets:
+                    c.stop(timeout=grace)
+                return {}
+
+            self.grace_wait = Grace(f"grace-{names[0]}", stop)
+            return {"containers": names, "signal": "SIGTERM", "grace_seconds": grace}
         if self.kind == "freeze":
             for c in self.targets:
                 c.pause()
@@ -310,6 +318,7 @@ class ContainerFault:
         return {"unpaused": resumed}
 
     def close(self) -> dict[str, Any]:
+        waited = {} if self.grace_wait is None else self.grace_wait.join(self.grace + 30)
         evidence = []
         settle(self.targets)
         for c in self.targets:
@@ -318,7 +327,7 @@ class ContainerFault:
                 evidence.append(container_evidence(c))
             except Exception as exc:
                 evidence.append({"container": c.name, "error": f"{type(exc).__name__}: {exc}"})
-        return {"evidence": evidence}
+        return {"evidence": evidence, **waited}
 
 
 class RestartServerContainer:

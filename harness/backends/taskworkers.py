@@ -116,7 +116,8 @@ class TaskWorkerFault:
     def heal(self) -> dict[str, Any]:
         if self.kind == "freeze":
             return self.signals.heal()
-        return {"restarted": {r: self.workers.start(r).pid for r in self.hit}}
+        waited = self.signals.close()  # a terminated replica is gone (its grace over) before it starts again
+        return {"restarted": {r: self.workers.start(r).pid for r in self.hit}, **waited}
 
     def close(self) -> dict[str, Any]:
-        return {}
+        return self.signals.close()
