@@ -83,7 +83,6 @@ def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     assert yaml.safe_load(text)[0]["id"] == "explore-found"
 
 
-
 def test_the_replay_is_the_same_text_whatever_the_hash_seed():
     """A found schedule prints the same YAML on every run (a set's order follows PYTHONHASHSEED)."""
     code = ("from harness.explore import Episode, Step\n"
@@ -93,6 +92,7 @@ def test_the_replay_is_the_same_text_whatever_the_hash_seed():
     texts = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
     assert len(texts) == 1
+
 
 class ScriptedRun:
     """A stand-in for the live system in the drawing test only: a run that ends after ``ends_after``
