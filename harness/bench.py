@@ -275,6 +275,7 @@ def render(result: dict[str, Any]) -> str:
     met = {True: "met", False: "NOT met"}
     floor = (f"; the processes under test used {s['children_cpu_seconds']} CPU s, at least {s['cpu_floor_seconds']} s "
              f"of {s['cores']} cores" if "cpu_floor_seconds" in s else "")
+    cleanup = ("not in a journal" if s["cleanup_median"] is None else f"median {s['cleanup_median']} s")
     lines += [
         "",
         f"Prefect {result['prefect_version']}, backend {result['backend']}, concurrency {result['concurrency']}, "
@@ -283,7 +284,7 @@ def render(result: dict[str, Any]) -> str:
         f"worst {s['overhead_worst']} s (target: median < {OVERHEAD_TARGET:g} s: {met[s['overhead_target_met']]})",
         f"  counting the quiet period as harness time: median {s['overhead_with_quiet_median']} s",
         f"  deploying: median {s['deploy_median']} s, {s['prepared_ahead']} of {s['cases']} cases deployed before "
-        f"their turn; cleanup after the journal line: median {s['cleanup_median']} s",
+        f"their turn; cleanup after the journal line: {cleanup}",
         f"matrix wall time {s['matrix_wall']} s, longest case {s['longest_case']} s: {s['matrix_over_longest']}x "
         f"(target: <= {MATRIX_TARGET:g}x: {met[s['matrix_target_met']]}){floor}",
         f"state-observation lag: median {s['lag_median']} s, worst {s['lag_worst']} s",

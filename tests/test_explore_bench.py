@@ -179,6 +179,7 @@ def test_case_figures_and_summary_against_the_targets():
                    "backend": "local", "concurrency": 8, "ahead": 1, "path": "p.json",
                    "cpu_by_role": {"server": {"processes": 1, "cpu_seconds": 5.0},
                                    "worker": {"processes": 2, "cpu_seconds": 2.0}}})
+    assert "cleanup after the journal line: median 2.0 s" in text
     assert "NOT met" in text and "x@local" in text and "s@local" in text and "CPU s, at least" in text
     # the roles and the harness itself: 5 + 2 + 1 CPU s
     assert f"CPU by role (sampled each second): 8 CPU s, at least {8 / s['cores']:.0f} s" in text
@@ -196,7 +197,9 @@ def test_figures_from_a_journal(tmp_path):
     assert s["cases"] == 2 and s["matrix_wall"] == round(53.4 - 9.8, 1)
     assert sorted(c["overhead"] for c in result["cases"]) == [0.8, 0.9]
     assert s["overhead_target_met"] is True and "harness_peak_rss_mib" not in s
-    assert "harness process" not in render(result)
+    text = render(result)
+    assert "harness process" not in text and "None" not in text
+    assert "cleanup after the journal line: not in a journal" in text
     (tmp_path / "empty.jsonl").write_text(json.dumps(old) + "\n")
     with pytest.raises(SystemExit, match="empty.jsonl: no journal line"):
         from_journal(tmp_path / "empty.jsonl")
