@@ -79,6 +79,7 @@ class Step:
     task: int | None  # the step the run had reached (None: right after the run started)
     injected_at: float
     healed_at: float | None = None
+    error: str | None = None  # the inject failed: it did nothing, so the replay leaves it out
 
     def as_spec(self, started: float) -> dict[str, Any]:
         when = {"task": f"step-{self.task}", "state": "running"} if self.task else \
@@ -104,7 +105,9 @@ class Episode:
 
     def replay(self, sid: str) -> str:
         row = base_scenario(sid)
-        row["faults"] = [s.as_spec(self.started or 0) for s in self.steps]
+        # a fault that could not be injected did nothing; replayed, it would fail again and leave
+        # the verdict unknown instead of showing the misbehaviour
+        row["faults"] = [s.as_spec(self.started or 0) for s in self.steps if s.error is None]
         # a task trigger fires once: faults at the same task keep their order by after_seconds
         return yaml.safe_dump([row], sort_keys=False)
 
@@ -237,11 +240,11 @@ def make_machine(live: Live, on_failure: list[str]):
                 return
             spec = FaultSpec.model_validate({"kind": kind, "target": target, "when": {"after_seconds": 0}, **extra})
             fault, record = live.inject(spec, self.deployed, ep.run_id)
-            step = Step(kind, target, extra, ep.reached, record.injected_at or time.time())
+            step = Step(kind, target, extra, ep.reached, record.injected_at or time.time(), error=record.error)
             ep.steps.append(step)
             say(f"{self.instance}: inject {kind} -> {target} {extra or ''}{' FAILED ' + record.error if record.error else ''}")
             if record.error:
-                ep.notes.append(f"{kind}->{target}: {record.error}")
+                ep.notes.append(f"{kind}->{target}: {record.error} (left out of the replay: it did nothing)")
             if kind in HEALS and not record.error:
                 ep.open.append((step, fault, record))
 

@@ -70,12 +70,13 @@ def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     ep = Episode(run_id="r", started=100.0)
     ep.steps = [Step("api-error", "api", {"status": 500}, 2, 104.0, healed_at=110.04),
                 Step("kill-worker", "worker", {}, None, 101.5),
-                Step("freeze", "flow-run", {}, 3, 111.0, healed_at=111.2)]
+                Step("freeze", "flow-run", {}, 3, 111.0, healed_at=111.2),
+                Step("kill", "flow-run", {}, 3, 111.1, error="inject failed: LookupError: no live flow-run")]
     text = ep.replay("explore-found")
     path = tmp_path / "found.yaml"
     path.write_text(text)
     (scenario,) = load_matrix(path)  # validated like any matrix row
-    f0, f1, f2 = scenario.faults
+    f0, f1, f2 = scenario.faults  # the kill that could not be injected is left out
     assert (f0.kind, f0.status, f0.when.task, f0.heal_after_seconds) == ("api-error", 500, "step-2", 6.0)
     assert (f1.kind, f1.target, f1.when.after_seconds, f1.heal_after_seconds) == ("kill-worker", "worker", 1.5, None)
     assert f2.heal_after_seconds == 1.0  # at least a second
