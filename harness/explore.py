@@ -99,7 +99,6 @@ class Episode:
     reached: int | None = None
     steps: list[Step] = field(default_factory=list)
     open: list[tuple[Step, Any, faults.FaultRecord]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     drawn: list[str] = field(default_factory=list)  # the rules drawn, in order: the seed's schedule
     drawn_open: list[tuple[str, str]] = field(default_factory=list)  # faults with a heal drawn since the last
 
@@ -243,8 +242,6 @@ def make_machine(live: Live, on_failure: list[str]):
             step = Step(kind, target, extra, ep.reached, record.injected_at or time.time(), error=record.error)
             ep.steps.append(step)
             say(f"{self.instance}: inject {kind} -> {target} {extra or ''}{' FAILED ' + record.error if record.error else ''}")
-            if record.error:
-                ep.notes.append(f"{kind}->{target}: {record.error} (left out of the replay: it did nothing)")
             if kind in HEALS and not record.error:
                 ep.open.append((step, fault, record))
 
@@ -291,7 +288,8 @@ def make_machine(live: Live, on_failure: list[str]):
         # -- helpers -------------------------------------------------------------------------
         def _fail(self, why: list[str]) -> None:
             text = "; ".join(why)
-            notes = "".join(f"# note: {n}\n" for n in self.episode.notes)  # faults that could not be injected
+            notes = "".join(f"# note: {s.kind}->{s.target}: {s.error} (left out of the replay: it did nothing)\n"
+                            for s in self.episode.steps if s.error)  # faults that could not be injected
             on_failure.append(self.episode.replay("explore-found") + f"# invariant broken: {text}\n" + notes)
             raise AssertionError(text)
 
