@@ -106,6 +106,11 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
         assert cgroups.leftovers(session) or cgroups.version() is None, "the OOM fault made no cgroup"
         workdirs = list(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{session}-*"))
         assert workdirs and port_open(port) and len(live) >= 3  # server, worker, flow run
+        # Prefect's own temporary files (the process worker's working directories, the runner's
+        # storage and workspace attempts) go under the session's workdir, which is removed with
+        # it, not into the machine's /tmp, where a killed worker or flow run leaves them for good
+        tmpdirs = {Path(procs.environ(p).get("TMPDIR", tempfile.gettempdir())) for p in live}
+        assert all(any(d in workdirs for d in t.parents) for t in tmpdirs), (tmpdirs, workdirs)
         harness.send_signal(signal.SIGINT)
         output, _ = harness.communicate(timeout=120)
     finally:
@@ -115,6 +120,7 @@ def test_ctrl_c_mid_run_leaves_nothing_and_keeps_finished_results(tmp_path, repo
     assert procs.find(session) == []
     assert cgroups.leftovers(session) == []
     assert not any(d.exists() for d in workdirs)
+    assert not any(t.exists() for t in tmpdirs)
     assert not port_open(port)
     lines = [json.loads(l) for l in journal.read_text().splitlines()]
     assert [l["scenario"] for l in lines] == ["quick-one"]

@@ -39,9 +39,17 @@ def clean_env(home: Path, session: str) -> dict[str, str]:
 
     The user's own PREFECT_* settings are dropped, so a profile pointing at Prefect Cloud or a
     production server can never receive the harness's traffic.
+
+    ``TMPDIR`` is a directory of the session: Prefect's processes leave temporary directories
+    behind whenever they are killed (the process worker's working directory, the runner's
+    workspace attempt) and one per runner even when they are not (``runner_storage``), and the
+    session's removal takes them all, instead of the machine's ``/tmp`` filling up.
     """
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update({
+        "TMPDIR": str(tmp),
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
