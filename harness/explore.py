@@ -80,10 +80,17 @@ class Step:
     injected_at: float
     healed_at: float | None = None
     error: str | None = None  # the inject failed: it did nothing, so the replay leaves it out
+    seen_at: float | None = None  # when its trigger (step-N, else the run) was seen RUNNING
 
     def as_spec(self, started: float) -> dict[str, Any]:
-        when = {"task": f"step-{self.task}", "state": "running"} if self.task else \
-            {"after_seconds": round(max(0.0, self.injected_at - started), 1)}
+        """The step as a fault of the replay: at the trigger the exploration saw before it, and
+        as long after that trigger as it came.  Counted from the run's creation instead, how fast
+        a worker picks the run up would decide whether it lands before or after RUNNING."""
+        if self.seen_at is None:  # the run was not seen RUNNING before this fault
+            when: dict[str, Any] = {"after_seconds": round(max(0.0, self.injected_at - started), 1)}
+        else:
+            when = {"task": f"step-{self.task}", "state": "running"} if self.task else {"flow_state": "running"}
+            when["after_seconds"] = round(max(0.0, self.injected_at - self.seen_at), 1)
         spec: dict[str, Any] = {"kind": self.kind, "target": self.target, "when": when, **self.extra}
         if self.healed_at is not None and self.kind in HEALS:
             spec["heal_after_seconds"] = max(1.0, round(self.healed_at - self.injected_at, 1))
@@ -96,7 +103,9 @@ class Episode:
 
     run_id: str | None = None
     started: float | None = None
+    running_at: float | None = None  # when the run was seen RUNNING after its start
     reached: int | None = None
+    reached_at: float | None = None  # when step-``reached`` was seen RUNNING
     steps: list[Step] = field(default_factory=list)
     open: list[tuple[Step, Any, faults.FaultRecord]] = field(default_factory=list)
     drawn: list[str] = field(default_factory=list)  # the rules drawn, in order: the seed's schedule
@@ -107,7 +116,7 @@ class Episode:
         # a fault that could not be injected did nothing; replayed, it would fail again and leave
         # the verdict unknown instead of showing the misbehaviour
         row["faults"] = [s.as_spec(self.started or 0) for s in self.steps if s.error is None]
-        # a task trigger fires once: faults at the same task keep their order by after_seconds
+        # faults at the same trigger keep their order and their offsets from it
         return yaml.safe_dump([row], sort_keys=False)
 
 
@@ -206,6 +215,8 @@ def make_machine(live: Live, on_failure: list[str]):
             ep.run_id = live.start(self.deployed, self.instance)
             ep.started = time.time()
             snap = self._until(lambda snap: snap.flow_state in {"RUNNING"} | TERMINAL, 40)
+            if snap.flow_state == "RUNNING":
+                ep.running_at = snap.at
             say(f"{self.instance}: run {ep.run_id[:8]} started ({snap.flow_state})")
 
         @precondition(lambda self: self.episode.run_id is not None)
@@ -217,7 +228,7 @@ def make_machine(live: Live, on_failure: list[str]):
                 return
             snap = self._until(lambda s: s.tasks.get(f"step-{task}") == "RUNNING" or s.terminal, 30, tasks=True)
             if snap.tasks.get(f"step-{task}") == "RUNNING":
-                self.episode.reached = task
+                self.episode.reached, self.episode.reached_at = task, snap.at
                 say(f"{self.instance}: advanced to step-{task}: run {snap.flow_state}, tasks {snap.tasks}")
             elif snap.terminal:
                 say(f"{self.instance}: not advanced to step-{task}: the run has already ended {snap.flow_state}")
@@ -239,7 +250,8 @@ def make_machine(live: Live, on_failure: list[str]):
                 return
             spec = FaultSpec.model_validate({"kind": kind, "target": target, "when": {"after_seconds": 0}, **extra})
             fault, record = live.inject(spec, self.deployed, ep.run_id)
-            step = Step(kind, target, extra, ep.reached, record.injected_at or time.time(), error=record.error)
+            step = Step(kind, target, extra, ep.reached, record.injected_at or time.time(), error=record.error,
+                        seen_at=ep.reached_at if ep.reached else ep.running_at)
             ep.steps.append(step)
             say(f"{self.instance}: inject {kind} -> {target} {extra or ''}{' FAILED ' + record.error if record.error else ''}")
             if kind in HEALS and not record.error:

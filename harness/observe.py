@@ -28,12 +28,30 @@ class Snapshot:
         return self.flow_state in TERMINAL
 
 
-def fired(trigger: Trigger, snap: Snapshot, started_at: float) -> bool:
-    if trigger.after_seconds is not None:
-        return snap.at - started_at >= trigger.after_seconds
+def holds(trigger: Trigger, snap: Snapshot) -> bool:
+    """Whether the snapshot shows the trigger's state (a time trigger has none: always)."""
     if trigger.flow_state is not None:
         return snap.flow_state == trigger.flow_state
-    return snap.tasks.get(trigger.task) == trigger.state
+    if trigger.task is not None:
+        return snap.tasks.get(trigger.task) == trigger.state
+    return True
+
+
+def first_seen(trigger: Trigger, snap: Snapshot, seen_at: float | None) -> float | None:
+    """When the trigger's state was first seen, given this snapshot and the time kept so far."""
+    if seen_at is None and snap.flow_state is not None and holds(trigger, snap):
+        return snap.at
+    return seen_at
+
+
+def fired(trigger: Trigger, snap: Snapshot, started_at: float, seen_at: float | None = None) -> bool:
+    """Whether the trigger fires at this snapshot.  A delayed trigger needs ``seen_at``, when its
+    state was first seen (``first_seen``, kept by the caller across polls)."""
+    if trigger.delayed:
+        return seen_at is not None and snap.at - seen_at >= trigger.after_seconds
+    if trigger.after_seconds is not None:
+        return snap.at - started_at >= trigger.after_seconds
+    return holds(trigger, snap)
 
 
 def snapshots(api: PrefectAPI, run_ids: list[str], with_tasks: bool) -> dict[str, Snapshot]:

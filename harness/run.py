@@ -34,6 +34,7 @@ class Armed:
     fault: Any = None
     heal_at: float | None = None
     skipped: bool = False  # a storm's run settled before this fault's trigger: it never will fire
+    seen_at: float | None = None  # when its trigger's state was first seen (a delayed trigger counts from it)
 
     @property
     def open(self) -> bool:
@@ -81,16 +82,20 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
         first = snaps[run_ids[0]]
         if first.terminal and seen_terminal is None:  # taken before faults fire: a poll that fires
             seen_terminal = first.at  # one goes round again at once, and what it saw still counts
+        for a in armed:  # a delayed trigger's clock starts when its state is seen, turn or not
+            if a.fault is None and not a.skipped:
+                a.seen_at = observe.first_seen(a.spec.when, snaps[a.run_id], a.seen_at)
         # per run, its faults fire in their order: the next one waits until the previous fired
         fired_any = False
         for run_id in run_ids:
             waiting = next((a for a in armed if a.fault is None and not a.skipped and a.run_id == run_id), None)
             snap = snaps[run_id]
-            if waiting is not None and len(run_ids) > 1 and snap.terminal and not observe.fired(waiting.spec.when, snap, started):
+            fires = waiting is not None and observe.fired(waiting.spec.when, snap, started, waiting.seen_at)
+            if waiting is not None and len(run_ids) > 1 and snap.terminal and not fires:
                 waiting.skipped = True  # the storm's account says so; the run is judged as not faulted
                 waiting.record.detail["not_fired"] = f"its run settled ({snap.flow_state}) before the trigger"
                 continue
-            if waiting is not None and snap.flow_state is not None and observe.fired(waiting.spec.when, snap, started):
+            if fires and snap.flow_state is not None:
                 waiting.fault = system.fault(waiting.spec, deployed, run_id)
                 faults.inject(waiting.fault, waiting.record)
                 if len(run_ids) > 1 and (waiting.record.error or "").startswith("inject failed: LookupError"):

@@ -111,6 +111,10 @@ class Config(_Model):
 
 
 class Trigger(_Model):
+    """When a fault fires: a task's state, the flow run's state, or seconds after the run was
+    created.  ``after_seconds`` with a state counts from the poll that first saw that state: the
+    clock starts even while an earlier fault of the row is still waiting for its own trigger."""
+
     task: str | None = None
     state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
     after_seconds: float | None = Field(None, ge=0)
@@ -120,21 +124,29 @@ class Trigger(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Trigger":
-        kinds = [self.task is not None, self.after_seconds is not None, self.flow_state is not None]
-        if sum(kinds) != 1:
-            raise ValueError("give exactly one of {task, state}, {after_seconds} or {flow_state}")
+        states = [self.task is not None, self.flow_state is not None]
+        if sum(states) > 1 or not (any(states) or self.after_seconds is not None):
+            raise ValueError("give one of {task, state}, {flow_state} or {after_seconds}, or a state with "
+                             "after_seconds (that long after it was first seen)")
         if self.task is not None and self.state is None:
             raise ValueError("a task trigger needs 'state' (e.g. running)")
         if self.task is None and self.state is not None:
             raise ValueError("'state' belongs to a task trigger; use 'flow_state' for the run")
         return self
 
+    @property
+    def delayed(self) -> bool:
+        """A state trigger with a delay: fires ``after_seconds`` after the state was first seen."""
+        return self.after_seconds is not None and (self.task is not None or self.flow_state is not None)
+
     def describe(self) -> str:
         if self.task is not None:
-            return f"task {self.task} {self.state}"
-        if self.flow_state is not None:
-            return f"flow run {self.flow_state}"
-        return f"{self.after_seconds:g}s after the run starts"
+            what = f"task {self.task} {self.state}"
+        elif self.flow_state is not None:
+            what = f"flow run {self.flow_state}"
+        else:
+            return f"{self.after_seconds:g}s after the run starts"
+        return f"{self.after_seconds:g}s after {what} was first seen" if self.delayed else what
 
 
 # fields of one API fault kind only

@@ -68,18 +68,24 @@ def test_rescheduled_means_scheduled_again_after_the_first_state():
 
 def test_the_replay_is_a_valid_scenario_with_the_schedule(tmp_path):
     ep = Episode(run_id="r", started=100.0)
-    ep.steps = [Step("api-error", "api", {"status": 500}, 2, 104.0, healed_at=110.04),
-                Step("kill-worker", "worker", {}, None, 101.5),
-                Step("freeze", "flow-run", {}, 3, 111.0, healed_at=111.2),
-                Step("kill", "flow-run", {}, 3, 111.1, error="inject failed: LookupError: no live flow-run")]
+    ep.steps = [Step("api-error", "api", {"status": 500}, 2, 104.0, healed_at=110.04, seen_at=103.2),
+                Step("kill-worker", "worker", {}, None, 101.5, seen_at=100.9),  # after RUNNING at 100.9
+                Step("freeze", "flow-run", {}, 3, 111.0, healed_at=111.2, seen_at=110.5),
+                Step("kill", "flow-run", {}, 3, 111.1, error="inject failed: LookupError: no live flow-run",
+                     seen_at=110.5),
+                Step("api-down", "api", {}, None, 140.0)]  # the run was never seen RUNNING
     text = ep.replay("explore-found")
     path = tmp_path / "found.yaml"
     path.write_text(text)
     (scenario,) = load_matrix(path)  # validated like any matrix row
-    f0, f1, f2 = scenario.faults  # the kill that could not be injected is left out
-    assert (f0.kind, f0.status, f0.when.task, f0.heal_after_seconds) == ("api-error", 500, "step-2", 6.0)
-    assert (f1.kind, f1.target, f1.when.after_seconds, f1.heal_after_seconds) == ("kill-worker", "worker", 1.5, None)
-    assert f2.heal_after_seconds == 1.0  # at least a second
+    f0, f1, f2, f3 = scenario.faults  # the kill that could not be injected is left out
+    # each fault at the trigger the exploration saw before it, as long after it as it came
+    assert (f0.kind, f0.status, f0.heal_after_seconds) == ("api-error", 500, 6.0)
+    assert (f0.when.task, f0.when.state, f0.when.after_seconds) == ("step-2", "RUNNING", 0.8)
+    assert (f1.kind, f1.target, f1.heal_after_seconds) == ("kill-worker", "worker", None)
+    assert (f1.when.flow_state, f1.when.after_seconds) == ("RUNNING", 0.6)
+    assert (f2.when.task, f2.when.after_seconds, f2.heal_after_seconds) == ("step-3", 0.5, 1.0)  # at least 1 s
+    assert (f3.when.flow_state, f3.when.task, f3.when.after_seconds) == (None, None, 40.0)  # from the creation
     assert scenario.config.flow_retries == RETRIES and not scenario.expect.overlap
     assert yaml.safe_load(text)[0]["id"] == "explore-found"
 

@@ -109,3 +109,21 @@ def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local, t
     assert run_id in (kept / "worker.log").read_text()
     assert (kept / "server.log").is_file()
     assert entry == list(read_journal(journal.path))[0]
+
+
+def test_a_delayed_trigger_fires_that_long_after_the_state_was_seen(local):
+    """``{flow_state: running, after_seconds: 3}``: the kill lands 3 s into the run (as the API
+    timestamps RUNNING), not 3 s after its creation, nor as soon as RUNNING is seen."""
+    row = scenario(id="delayed-trigger", title="a delayed trigger",
+                   workload={"flow": "pipeline", "parameters": {"steps": 3, "sleep": 2}}, config={},
+                   faults=[{"kind": "kill", "when": {"flow_state": "running", "after_seconds": 3}}],
+                   expect={"final": "CRASHED", "settle_within_seconds": 60})
+    entry = run_scenario(row, local)
+    fault, run = entry["history"]["faults"][0], entry["history"]["flow_runs"][0]
+    running = [s["timestamp"] for s in run["states"] if s["type"] == "RUNNING"]
+    assert fault["error"] is None and running, ("killed before it ran", run["states"])
+    running = running[0]
+    # seen RUNNING one poll or so after the server's timestamp, then 3 s; the pipeline needs 6 s
+    assert 3.0 <= fault["injected_at"] - running < 5.0, fault["injected_at"] - running
+    assert entry["verdict"]["figures"]["final"] == "CRASHED"
+    assert entry["verdict"]["figures"]["executions"]["step-1"] == 1

@@ -1,6 +1,6 @@
 """Triggers decided from snapshots (pure)."""
 
-from harness.observe import Snapshot, fired
+from harness.observe import Snapshot, fired, first_seen
 from harness.scenario import Trigger
 
 
@@ -21,3 +21,32 @@ def test_time_and_flow_state_triggers():
 def test_snapshot_terminal():
     assert Snapshot(at=0, flow_state="CRASHED").terminal
     assert not Snapshot(at=0, flow_state=None).terminal
+
+
+def test_a_delayed_trigger_counts_from_the_poll_that_first_saw_its_state():
+    t = Trigger(flow_state="running", after_seconds=2)
+    seen = None
+    for at, state in [(1, "PENDING"), (2, None), (3, "RUNNING"), (4, "RUNNING"), (5, "RUNNING")]:
+        snap = Snapshot(at=at, flow_state=state)
+        seen = first_seen(t, snap, seen)
+        assert fired(t, snap, 0, seen) == (at >= 5), at  # 2 s after RUNNING was seen at 3
+    assert seen == 3
+    # once seen, the clock runs even if the state is gone by the fault's turn (an earlier fault
+    # of the row was still waiting), and a later sighting does not restart it
+    assert first_seen(t, Snapshot(at=9, flow_state="RUNNING"), 3) == 3
+    assert fired(t, Snapshot(at=9, flow_state="COMPLETED"), 0, 3)
+    assert not fired(t, Snapshot(at=9, flow_state="RUNNING"), 0, None)  # never seen: never fires
+
+
+def test_a_delayed_task_trigger_and_the_descriptions():
+    t = Trigger(task="step-2", state="running", after_seconds=1.5)
+    assert first_seen(t, Snapshot(at=4, flow_state="RUNNING", tasks={"step-1": "RUNNING"}), None) is None
+    assert first_seen(t, Snapshot(at=6, flow_state="RUNNING", tasks={"step-2": "RUNNING"}), None) == 6
+    assert not fired(t, Snapshot(at=7, flow_state="RUNNING"), 0, 6)
+    assert fired(t, Snapshot(at=7.5, flow_state="RUNNING"), 0, 6)
+    assert t.describe() == "1.5s after task step-2 RUNNING was first seen"
+    assert Trigger(flow_state="running", after_seconds=0).describe() == "0s after flow run RUNNING was first seen"
+    assert Trigger(flow_state="running").describe() == "flow run RUNNING"
+    assert Trigger(after_seconds=3).describe() == "3s after the run starts"
+    # an undelayed state trigger is a condition: it holds or not at its turn (no clock kept)
+    assert fired(Trigger(flow_state="running"), Snapshot(at=1, flow_state="RUNNING"), 0, None)

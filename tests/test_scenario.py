@@ -42,12 +42,23 @@ def test_good_row_loads_with_defaults_and_backend_override(tmp_path):
     assert s.expect.for_backend("docker").settle_within_seconds == 30
 
 
+def test_a_state_trigger_may_count_seconds_from_when_it_was_seen(tmp_path):
+    for when, delayed in [("{task: step-1, state: running, after_seconds: 1.5}", True),
+                          ("{flow_state: running, after_seconds: 0}", True),
+                          ("{after_seconds: 2}", False), ("{flow_state: running}", False)]:
+        [s] = load_matrix(write(tmp_path, GOOD.replace("{task: step-1, state: running}", when)))
+        assert s.faults[0].when.delayed is delayed, when
+
+
 @pytest.mark.parametrize("change, field, words", [
     (("kind: kill,", "kind: smash,"), "faults.0.kind", "unknown fault kind 'smash'"),
     (("flow: pipeline", "flow: nope"), "workload.flow", "no workload flows/nope.py"),
     (("final: crashed", "final: exploded"), "expect.final", "Input should be"),
     (("settle_within_seconds: 30", "settle_within_seconds: -1"), "expect.settle_within_seconds", "greater than 0"),
     (("{task: step-1, state: running}", "{task: step-1}"), "faults.0.when", "needs 'state'"),
+    (("{task: step-1, state: running}", "{task: step-1, state: running, flow_state: running}"),
+     "faults.0.when", "give one of {task, state}, {flow_state} or {after_seconds}"),
+    (("{task: step-1, state: running}", "{}"), "faults.0.when", "give one of"),
     (("{kind: kill,", "{kind: kill, heal_after_seconds: 3,"), "faults.0.heal_after_seconds", "does not heal"),
     (("{kind: kill,", "{kind: oom, target: server,"), "faults.0.target", "cannot target 'server'"),
     (("backends: [local]", "backends: [moon]"), "backends.0", "Input should be"),

@@ -89,9 +89,11 @@ def _spec(run: state.Run, raw: dict[str, Any]) -> FaultSpec:
 def _await(run: state.Run, spec: FaultSpec, timeout: float) -> tuple[bool, observe.Snapshot]:
     """Poll the run until the fault's trigger fires (as run._watch decides it) or ``timeout``."""
     deadline = time.time() + timeout
+    seen_at = None  # a delayed trigger counts from the state as this call first sees it
     while True:
         snap = observe.snapshot(run.system.api, run.flow_run_id, with_tasks=spec.when.task is not None)
-        if snap.flow_state is not None and observe.fired(spec.when, snap, run.started):
+        seen_at = observe.first_seen(spec.when, snap, seen_at)
+        if snap.flow_state is not None and observe.fired(spec.when, snap, run.started, seen_at):
             return True, snap
         if time.time() >= deadline:
             return False, snap
