@@ -127,3 +127,19 @@ def test_a_delayed_trigger_fires_that_long_after_the_state_was_seen(local):
     assert 3.0 <= fault["injected_at"] - running < 5.0, fault["injected_at"] - running
     assert entry["verdict"]["figures"]["final"] == "CRASHED"
     assert entry["verdict"]["figures"]["executions"]["step-1"] == 1
+
+
+def test_a_delayed_triggers_clock_runs_while_an_earlier_fault_waits(local):
+    """The second fault's clock starts when the run is first seen RUNNING, not when its turn
+    comes: the first fault waits for step-2 (about 2 s in), and by then the second's 1 s has
+    passed, so it fires right after the first instead of a second later."""
+    row = scenario(id="delayed-clock", title="a delayed trigger's clock",
+                   workload={"flow": "pipeline", "parameters": {"steps": 3, "sleep": 2}}, config={},
+                   faults=[{"kind": "freeze", "when": {"task": "step-2", "state": "running"}, "heal_after_seconds": 1},
+                           {"kind": "kill", "when": {"flow_state": "running", "after_seconds": 1}}],
+                   expect={"final": "CRASHED", "settle_within_seconds": 60})
+    entry = run_scenario(row, local)
+    freeze, kill = entry["history"]["faults"]
+    assert freeze["error"] is None and kill["error"] is None, (freeze, kill)
+    assert kill["injected_at"] - freeze["injected_at"] < 0.9, kill["injected_at"] - freeze["injected_at"]
+    assert entry["verdict"]["figures"]["executions"]["step-2"] == 1
