@@ -1,7 +1,8 @@
 """Watching a flow run through the Prefect API: triggers while it runs, the history after.
 
 ``Snapshot`` is what one poll sees (the run's state, its tasks' states, subflows included);
-``fired`` decides a trigger from a snapshot and is pure.  ``collect`` reads the full state
+``fired`` decides a trigger from a snapshot, and ``first_seen`` keeps when a delayed trigger's
+state was first seen across polls; both are pure.  ``collect`` reads the full state
 history of every flow run and task run of the scenario once the run has settled: the API's own
 record, so a transition too quick for polling is still in the history.
 """
