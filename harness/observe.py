@@ -30,17 +30,16 @@ class Snapshot:
 
 
 def holds(trigger: Trigger, snap: Snapshot) -> bool:
-    """Whether the snapshot shows the trigger's state (a time trigger has none: always)."""
+    """Whether the snapshot shows the state of a state trigger (a task's or the flow run's)."""
     if trigger.flow_state is not None:
         return snap.flow_state == trigger.flow_state
-    if trigger.task is not None:
-        return snap.tasks.get(trigger.task) == trigger.state
-    return True
+    return snap.tasks.get(trigger.task) == trigger.state
 
 
 def first_seen(trigger: Trigger, snap: Snapshot, seen_at: float | None) -> float | None:
-    """When the trigger's state was first seen, given this snapshot and the time kept so far."""
-    if seen_at is None and snap.flow_state is not None and holds(trigger, snap):
+    """When a delayed trigger's state was first seen, given this snapshot and the time kept so
+    far (None for any other trigger: only a delayed one counts from its state)."""
+    if trigger.delayed and seen_at is None and snap.flow_state is not None and holds(trigger, snap):
         return snap.at
     return seen_at
 

@@ -42,6 +42,8 @@ def test_a_delayed_task_trigger_and_the_descriptions():
     t = Trigger(task="step-2", state="running", after_seconds=1.5)
     assert first_seen(t, Snapshot(at=4, flow_state="RUNNING", tasks={"step-1": "RUNNING"}), None) is None
     assert first_seen(t, Snapshot(at=6, flow_state="RUNNING", tasks={"step-2": "RUNNING"}), None) == 6
+    undelayed = Trigger(task="step-2", state="running")  # a condition: no clock is kept for it
+    assert first_seen(undelayed, Snapshot(at=6, flow_state="RUNNING", tasks={"step-2": "RUNNING"}), None) is None
     assert not fired(t, Snapshot(at=7, flow_state="RUNNING"), 0, 6)
     assert fired(t, Snapshot(at=7.5, flow_state="RUNNING"), 0, 6)
     assert t.describe() == "1.5s after task step-2 RUNNING was first seen"
