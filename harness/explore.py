@@ -12,7 +12,8 @@ invariants are checked on what the API and the ledger say:
 and at teardown, once everything is healed: every run settles within the bound, or is reported
 stuck, which fails the example.  Hypothesis shrinks a failing schedule; the shrunk schedule is
 printed as a scenario YAML (the same faults at the same triggers, each as many seconds after its
-trigger as it came) that ``python -m harness run --matrix FILE`` replays.  Seeded: the same seed draws the same schedules.
+trigger as it came) that ``python -m harness run --matrix FILE`` replays.  Seeded: the same seed
+draws the same schedules.
 """
 
 from __future__ import annotations

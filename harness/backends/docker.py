@@ -358,8 +358,7 @@ class DockerSystem:
         self.workdir, self.session = workdir, session
         self.client = engine.ensure_engine()
         self.image = engine.ensure_image(self.client)
-        self.env = clean_env(workdir / "home", session)
-        (workdir / "home").mkdir(parents=True, exist_ok=True)
+        self.env = clean_env(workdir / "home", session)  # makes home and its tmp
         self.workers: dict[str, procs.Spawned] = {}
         self.server: ServerContainer | None = None
         self.database_kind = (options or {}).get("database") or "sqlite"

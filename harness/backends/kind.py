@@ -131,8 +131,7 @@ class KindSystem:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.mounts = [Mount(FLOWS_DIR, True), Mount(HARNESS_PKG, True), Mount(Path(shared) if shared else workdir)]
         self.ns = f"chaos-{session}"
-        self.env = clean_env(workdir / "home", session)
-        (workdir / "home").mkdir(parents=True, exist_ok=True)
+        self.env = clean_env(workdir / "home", session)  # makes home and its tmp
         self.workers: dict[str, Any] = {}
         self.recorders: dict[str, kube.PodRecorder] = {}
         self.cluster: KindCluster | None = None

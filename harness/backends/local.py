@@ -35,7 +35,7 @@ WORKER_GRACE = 5.0  # SIGTERM, then this long, then SIGKILL: an idle worker may 
 
 
 def clean_env(home: Path, session: str) -> dict[str, str]:
-    """The environment of every process the harness starts.
+    """The environment of every process the harness starts; makes ``home`` and its ``tmp``.
 
     The user's own PREFECT_* settings are dropped, so a profile pointing at Prefect Cloud or a
     production server can never receive the harness's traffic.
@@ -347,8 +347,7 @@ class LocalSystem:
 
     def __init__(self, workdir: Path, session: str, options: dict[str, Any] | None = None):
         self.workdir, self.session = workdir, session
-        self.env = clean_env(workdir / "home", session)
-        (workdir / "home").mkdir(parents=True, exist_ok=True)
+        self.env = clean_env(workdir / "home", session)  # makes home and its tmp
         self.database_kind = (options or {}).get("database") or "sqlite"
         self.database = open_database(self.database_kind, workdir, session)
         self.workers: dict[str, procs.Spawned] = {}
