@@ -144,7 +144,18 @@ class FaultProxy:
         ready.set()
         if self._server is not None:
             self._loop.run_forever()
+        self._finish_tasks()
         self._loop.close()
+
+    def _finish_tasks(self) -> None:
+        """Cancel the connection handlers still pending and let them run their ``finally`` here, on a
+        loop that can still close their writers (left pending, they would be collected after the loop
+        closed and fail there)."""
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._loop.run_until_complete(asyncio.wait(pending, timeout=5))
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port, reuse_address=True)

@@ -176,3 +176,44 @@ def test_an_unhealed_api_fault_ends_at_close(proxy):
     assert fault.close()["healed"] is False
     with client(proxy) as c:
         assert c.get("/x").status_code == 200
+
+
+def test_close_ends_connections_mid_request_without_unraisable_errors():
+    """Connections still open inside the proxy at close (here: forwarded to a server that never answers)
+    are cancelled and finished on the proxy's loop.  Before, their handlers were left pending and, when
+    garbage-collected after the loop had closed, closed their upstream writer on that closed loop
+    ("Event loop is closed", an unraisable error pytest reports as a warning)."""
+    import gc
+    import socket
+    import sys
+    import time
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (by its backlog), never answers
+    caught: list[str] = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: caught.append(f"{u.exc_type.__name__}: {u.exc_value} in {u.object!r}")
+    try:
+        p = FaultProxy(silent.getsockname()[1]).start()
+        socks = []
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            s.sendall(b"GET /api/x HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        deadline = time.monotonic() + 5
+        while p.ledger.passed < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert p.ledger.passed == 3
+        time.sleep(0.2)  # each handler now waits for the server's answer
+        p.close()
+        for s in socks:
+            try:
+                assert s.recv(1) == b""  # the proxy ended it with no answer ...
+            except ConnectionResetError:  # ... by a reset, as close aborts its connections
+                pass
+            s.close()
+        del p
+        gc.collect()
+    finally:
+        sys.unraisablehook = old_hook
+        silent.close()
+    assert caught == []
