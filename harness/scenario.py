@@ -430,12 +430,51 @@ def _format_errors(path: Path, scenario_id: str, errors: list[dict[str, Any]]) -
     return [f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {'; or '.join(msgs)}" for loc, msgs in by_field.items()]
 
 
+def _duplicate_keys(node: yaml.Node, where: str = "") -> list[tuple[str, int, int]]:
+    """Every mapping key given twice below ``node``: (its dotted path, the line it was first given
+    on, the line it was given again on).  YAML itself keeps the last silently."""
+    found: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is None or name == "<<":  # a merge key (or a complex key) is not a field
+                continue
+            path = f"{where}.{name}" if where else name
+            if name in first:
+                found.append((path, first[name] + 1, key.start_mark.line + 1))
+            else:
+                first[name] = key.start_mark.line
+            found.extend(_duplicate_keys(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found.extend(_duplicate_keys(item, f"{where}.{i}" if where else str(i)))
+    return found
+
+
+def _row_id(row: yaml.Node, index: int) -> str:
+    if isinstance(row, yaml.MappingNode):
+        for key, value in row.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "id" and isinstance(value, yaml.ScalarNode):
+                return value.value
+    return f"#{index + 1}"
+
+
 def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
-    """Parse one matrix file; return its scenarios and its error lines (never raises)."""
-    try:
-        raw = yaml.safe_load(path.read_text())
+    """Parse one matrix file; return its scenarios and its error lines (never raises).  A key given
+    twice in a row is an error: YAML would keep the last one silently."""
+    loader = yaml.SafeLoader(path.read_text())
+    try:  # one parse: the node tree, checked for keys given twice before merge keys are flattened
+        tree = loader.get_single_node()
+        rows = tree.value if isinstance(tree, yaml.SequenceNode) else []
+        twice = {index: [f"{path}: scenario {_row_id(row, index)!r}: {field}: given twice (lines {first} and "
+                         f"{again}); YAML would keep only the last" for field, first, again in found]
+                 for index, row in enumerate(rows) if (found := _duplicate_keys(row))}
+        raw = loader.construct_document(tree) if tree is not None else None
     except yaml.YAMLError as exc:
         return [], [f"{path}: not valid YAML: {exc}".replace("\n", " ")]
+    finally:
+        loader.dispose()
     if raw is None:
         return [], []
     if not isinstance(raw, list):
@@ -443,6 +482,9 @@ def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     scenarios, errors = [], []
     for index, row in enumerate(raw):
         sid = row.get("id", f"#{index + 1}") if isinstance(row, dict) else f"#{index + 1}"
+        if index in twice:
+            errors.extend(twice[index])
+            continue
         try:
             scenarios.append(Scenario.model_validate(row))
         except ValidationError as exc:

@@ -112,6 +112,21 @@ def test_yaml_syntax_and_shape_errors_name_the_file(tmp_path):
     assert "must be a list of scenarios" in errors_of(tmp_path, "id: x\n")[0]
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    twice = GOOD.replace("    settle_within_seconds: 30\n", "    settle_within_seconds: 30\n    settle_within_seconds: 300\n")
+    twice = twice.replace("docker: {final: [CRASHED, FAILED]}", "docker: {final: CRASHED, final: FAILED}")
+    errors = errors_of(tmp_path, twice + GOOD.replace("kill-it", "other-row"))
+    assert errors == [
+        f"{tmp_path / 'm.yaml'}: scenario 'kill-it': expect.settle_within_seconds: given twice (lines 10 and 11); "
+        "YAML would keep only the last",
+        f"{tmp_path / 'm.yaml'}: scenario 'kill-it': expect.backends.docker.final: given twice (lines 13 and 13); "
+        "YAML would keep only the last"]  # the other row is valid; its own errors would follow
+    # a YAML merge key is not a field given twice
+    merged = textwrap.dedent(GOOD).replace("- id: kill-it", "- &base\n  id: base-row")
+    merged += "- <<: *base\n  id: merged-row\n"
+    assert [s.id for s in load_matrix(write(tmp_path, merged))] == ["base-row", "merged-row"]
+
+
 def test_zombie_automation_needs_heartbeats(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("faults:", "config: {zombie_automation_within: 90}\n  faults:"))
     assert "config.zombie_automation_within: needs heartbeat_seconds" in err
