@@ -22,7 +22,8 @@ from harness.scenario import Trigger
 class Snapshot:
     at: float
     flow_state: str | None = None  # None: the API did not answer
-    tasks: dict[str, str] = field(default_factory=dict)  # task run name -> state type
+    tasks: dict[str, str] = field(default_factory=dict)  # task run name -> state type (the latest attempt's)
+    run_count: int = 0  # the flow run's, as the API counts entries into Running
 
     @property
     def terminal(self) -> bool:
@@ -30,10 +31,20 @@ class Snapshot:
 
 
 def holds(trigger: Trigger, snap: Snapshot) -> bool:
-    """Whether the snapshot shows the state of a state trigger (a task's or the flow run's)."""
+    """Whether the snapshot shows the state of a state trigger (a task's or the flow run's), at
+    the trigger's ``run_count`` or later."""
+    if trigger.run_count is not None and snap.run_count < trigger.run_count:
+        return False
     if trigger.flow_state is not None:
         return snap.flow_state == trigger.flow_state
     return snap.tasks.get(trigger.task) == trigger.state
+
+
+def _tasks(task_runs: list[dict]) -> dict[str, str]:
+    """Task run name -> state type; where a flow retry (or a replacement pod) ran a task again
+    under the same name, the latest created (the workloads' task run names are otherwise unique)."""
+    ordered = sorted(task_runs, key=lambda t: t.get("created") or "")
+    return {t["name"]: (t.get("state") or {}).get("type") for t in ordered}
 
 
 def first_seen(trigger: Trigger, snap: Snapshot, seen_at: float | None) -> float | None:
@@ -62,22 +73,27 @@ def snapshots(api: PrefectAPI, run_ids: list[str], with_tasks: bool) -> dict[str
     try:
         for raw in api.flow_runs(run_ids):
             snaps[raw["id"]].flow_state = (raw.get("state") or {}).get("type")
+            snaps[raw["id"]].run_count = raw.get("run_count") or 0
         if with_tasks:  # a storm's runs have no subflows: the workload is flat
+            by_run: dict[str, list[dict]] = {}
             for t in api.task_runs(run_ids):
-                snaps[t["flow_run_id"]].tasks[t["name"]] = (t.get("state") or {}).get("type")
+                by_run.setdefault(t["flow_run_id"], []).append(t)
+            for run_id, task_runs in by_run.items():
+                snaps[run_id].tasks = _tasks(task_runs)
     except APIError:
         for snap in snaps.values():
-            snap.flow_state, snap.tasks = None, {}
+            snap.flow_state, snap.tasks, snap.run_count = None, {}, 0
     return snaps
 
 
 def snapshot(api: PrefectAPI, run_id: str, with_tasks: bool) -> Snapshot:
     snap = Snapshot(at=time.time())
     try:
-        snap.flow_state = (api.flow_run(run_id).get("state") or {}).get("type")
+        raw = api.flow_run(run_id)
+        snap.flow_state, snap.run_count = (raw.get("state") or {}).get("type"), raw.get("run_count") or 0
         if with_tasks:
             runs = [run_id] + [r["id"] for r in api.subflow_runs([run_id])]
-            snap.tasks = {t["name"]: (t.get("state") or {}).get("type") for t in api.task_runs(runs)}
+            snap.tasks = _tasks(api.task_runs(runs))
     except APIError:
         pass  # a down server is an observation too: the snapshot says nothing
     return snap

@@ -113,12 +113,15 @@ class Config(_Model):
 class Trigger(_Model):
     """When a fault fires: a task's state, the flow run's state, or seconds after the run was
     created.  ``after_seconds`` with a state counts from the poll that first saw that state: the
-    clock starts even while an earlier fault of the row is still waiting for its own trigger."""
+    clock starts even while an earlier fault of the row is still waiting for its own trigger.
+    ``run_count`` with a state counts that state only once the flow run's run_count (the API's:
+    each entry into Running, a flow retry's or a replacement pod's included) is at least that."""
 
     task: str | None = None
     state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
     after_seconds: float | None = Field(None, ge=0)
     flow_state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
+    run_count: int | None = Field(None, ge=1)
 
     _up = field_validator("state", "flow_state", mode="before")(lambda cls, v: _upper(v))
 
@@ -132,6 +135,8 @@ class Trigger(_Model):
             raise ValueError("a task trigger needs 'state' (e.g. running)")
         if self.task is None and self.state is not None:
             raise ValueError("'state' belongs to a task trigger; use 'flow_state' for the run")
+        if self.run_count is not None and not (self.task or self.flow_state):
+            raise ValueError("@run_count: counts a state's attempts; give it with {task, state} or {flow_state}")
         return self
 
     @property
@@ -146,6 +151,8 @@ class Trigger(_Model):
             what = f"flow run {self.flow_state}"
         else:
             return f"{self.after_seconds:g}s after the run starts"
+        if self.run_count is not None:
+            what += f" at run_count >= {self.run_count}"
         return f"{self.after_seconds:g}s after {what} was first seen" if self.delayed else what
 
 

@@ -52,3 +52,27 @@ def test_a_delayed_task_trigger_and_the_descriptions():
     assert Trigger(after_seconds=3).describe() == "3s after the run starts"
     # an undelayed state trigger is a condition: it holds or not at its turn (no clock kept)
     assert fired(Trigger(flow_state="running"), Snapshot(at=1, flow_state="RUNNING"), 0, None)
+
+
+def test_a_run_count_trigger_waits_for_that_attempt():
+    t = Trigger(flow_state="running", run_count=2)
+    assert not fired(t, Snapshot(at=1, flow_state="RUNNING", run_count=1), 0)  # the first attempt
+    assert not fired(t, Snapshot(at=2, flow_state="SCHEDULED", run_count=1), 0)  # AwaitingRetry
+    assert fired(t, Snapshot(at=3, flow_state="RUNNING", run_count=2), 0)
+    assert fired(t, Snapshot(at=9, flow_state="RUNNING", run_count=3), 0)  # "at least"
+    delayed = Trigger(task="step-1", state="running", run_count=2, after_seconds=5)
+    first = Snapshot(at=1, flow_state="RUNNING", tasks={"step-1": "RUNNING"}, run_count=1)
+    assert first_seen(delayed, first, None) is None  # step-1 of the first attempt does not start the clock
+    seen = first_seen(delayed, Snapshot(at=20, flow_state="RUNNING", tasks={"step-1": "RUNNING"}, run_count=2), None)
+    assert seen == 20 and fired(delayed, Snapshot(at=25, flow_state="RUNNING", run_count=2), 0, seen)
+    assert delayed.describe() == "5s after task step-1 RUNNING at run_count >= 2 was first seen"
+
+
+def test_a_snapshot_shows_the_latest_attempt_of_a_task_run_again_under_its_name():
+    from harness.observe import _tasks
+
+    runs = [{"name": "step-1", "created": "2026-11-24T06:00:09.000000Z", "state": {"type": "RUNNING"}},
+            {"name": "step-1", "created": "2026-11-24T06:00:01.000000Z", "state": {"type": "COMPLETED"}},
+            {"name": "step-2", "created": "2026-11-24T06:00:05.000000Z", "state": {"type": "COMPLETED"}}]
+    assert _tasks(runs) == {"step-1": "RUNNING", "step-2": "COMPLETED"}
+    assert _tasks(runs[::-1]) == {"step-1": "RUNNING", "step-2": "COMPLETED"}  # whatever the API's order
