@@ -176,7 +176,8 @@ def _check_subflows(expect: RunExpectation, history: History) -> list[str]:
 
 def _unknown_reasons(history: History) -> list[str]:
     why = [f"fault {f['kind']} -> {f['target']}: {f['error']}" for f in history.faults if f.get("error")]
-    why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger was not seen)"
+    why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger"
+            f"{', ' + f['detail']['trigger'] + ',' if (f.get('detail') or {}).get('trigger') else ''} was not seen)"
             for f in history.faults if not f.get("injected_at") and not f.get("error")
             and not (f.get("detail") or {}).get("not_fired")]  # a storm's run that settled first
     if history.main is None or history.main.final is None:

@@ -55,7 +55,7 @@ def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
                 range(len(run_ids)), max(1, round(spec.share * len(run_ids))))
             hit = [run_ids[i] for i in sorted(positions)]
         for run_id in hit:
-            record = faults.FaultRecord(spec.kind, spec.target)
+            record = faults.FaultRecord(spec.kind, spec.target, detail={"trigger": spec.when.describe()})
             if len(run_ids) > 1:
                 record.detail["flow_run_id"] = run_id
             armed.append(Armed(spec, record, run_id))

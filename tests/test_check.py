@@ -97,7 +97,10 @@ def test_overlap_from_ledger_intervals():
 def test_unknown_when_the_fault_never_fired_or_failed():
     never = [{"kind": "kill", "target": "flow-run", "injected_at": None, "healed_at": None, "detail": {}, "error": None}]
     v = check(expect(final="CRASHED"), history(CRASHED_RUN, faults=never))
-    assert v.outcome == "unknown" and "never fired" in v.reasons[0]
+    assert v.outcome == "unknown" and v.reasons[0] == "fault kill -> flow-run never fired (its trigger was not seen)"
+    described = [dict(never[0], detail={"trigger": "task work RUNNING at run_count >= 2"})]
+    assert check(expect(final="CRASHED"), history(CRASHED_RUN, faults=described)).reasons[0] == \
+        "fault kill -> flow-run never fired (its trigger, task work RUNNING at run_count >= 2, was not seen)"
     failed = [dict(never[0], error="inject failed: LookupError: no live flow-run process")]
     assert check(expect(final="CRASHED"), history(CRASHED_RUN, faults=failed)).outcome == "unknown"
     assert check(expect(final="CRASHED"), history([])).outcome == "unknown"
