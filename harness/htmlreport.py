@@ -180,7 +180,8 @@ def timeline_svg(entry: Entry) -> str:
         if f.get("injected_at"):
             xi = x(f["injected_at"])
             out.append(f'<line class="inject" x1="{xi}" y1="18" x2="{xi}" y2="{axis_y}" stroke="#c62828" stroke-width="2">'
-                       f'<title>inject {e(f.get("kind"))} → {e(f.get("target"))} at {f["injected_at"] - t0:.2f}s</title></line>'
+                       f'<title>inject {e(f.get("kind"))} → {e(f.get("target"))} at {f["injected_at"] - t0:.2f}s'
+                       f'{e(" on " + trigger) if (trigger := (f.get("detail") or {}).get("trigger")) else ""}</title></line>'
                        f'<text x="{xi + 3}" y="12" fill="#c62828">{e(f.get("kind"))}</text>')
         if f.get("healed_at"):
             xh = x(f["healed_at"])

@@ -106,7 +106,9 @@ def test_trend_newly_broke_fixed_flaky_and_latency(tmp_path):
 
 
 def test_page_is_self_contained_escaped_and_filterable(tmp_path):
-    j = journal(tmp_path / "j.jsonl", entry(), entry("x<script>", outcome="fail", kinds=("oom",)))
+    triggered = entry("y")
+    triggered["history"]["faults"][0]["detail"] = {"trigger": "task step-2 RUNNING at run_count >= 2 <i>"}
+    j = journal(tmp_path / "j.jsonl", entry(), entry("x<script>", outcome="fail", kinds=("oom",)), triggered)
     page = htmlreport.render(build([j]))
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no network request of any kind
     assert "@import" not in page and "<link" not in page
@@ -114,6 +116,7 @@ def test_page_is_self_contained_escaped_and_filterable(tmp_path):
     assert '<svg class="timeline"' in page and 'data-state="CRASHED"' in page
     assert 'class="execution killed"' in page  # step-2 started and never ended
     assert 'class="inject"' in page and "detected in 0.50s" in page
+    assert "→ flow-run at 10.00s on task step-2 RUNNING at run_count &gt;= 2 &lt;i&gt;</title>" in page
     assert 'id="f-verdict"' in page and 'data-verdicts="fail"' in page and 'data-faults="oom"' in page
     assert "@media print" in page and "width=device-width" in page
 
