@@ -2,7 +2,8 @@
 
 ``validate PATH...`` checks matrix files and prints every error (file, scenario, field).
 ``run`` is the main job: the chaos matrix through pytest (``-m chaos``), ending with the
-journal's path.
+journal's path; ``run --repeat N`` runs the selection N times into one journal and prints each
+case's outcomes over the rounds.
 ``report JOURNAL... -o FILE.html`` renders the HTML reliability report from journals alone
 (``--previous`` adds earlier journals for the trend).
 ``image build`` starts a Docker engine where none answers and builds (or finds) the harness's
@@ -45,6 +46,11 @@ def validate(paths: list[str]) -> int:
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
+    if args.repeat < 1:
+        print(f"error: --repeat must be at least 1, got {args.repeat}", file=sys.stderr)
+        return 4
+    if args.repeat > 1:
+        return repeat(args, extra)
     journal = Path(args.journal or default_path()).resolve()
     os.environ[JOURNAL_ENV] = str(journal)
     argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
@@ -66,6 +72,78 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         for old in prune_journals(journal.parent, args.keep_journals):
             print(f"pruned: {old}")
     return int(code)
+
+
+def repeat(args: argparse.Namespace, extra: list[str]) -> int:
+    """``run --repeat N``: the same selection N times, each round a session of its own (its own
+    server, a fresh start) appending to one journal; then, per case, how often each outcome came.
+    A round that fails goes on to the next (that is what repeats are for); an interrupted round, a
+    usage error or an empty selection stops.  Ctrl-C or SIGTERM is passed to the running round
+    once, and its cleanup is waited for."""
+    import signal
+    import subprocess
+    import time
+
+    journal = Path(args.journal or default_path()).resolve()
+    began = time.time()
+    command = [sys.executable, "-m", "harness", "run", "--journal", str(journal), "--matrix", args.matrix]
+    for b in args.backend or []:
+        command += ["--backend", b]
+    for sc in args.scenario or []:
+        command += ["--scenario", sc]
+    command += extra
+
+    def interrupted(signum, frame):  # noqa: ARG001 - SIGTERM as Ctrl-C: into the wait below
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    codes: list[int] = []
+    try:
+        for round_ in range(1, args.repeat + 1):
+            print(f"round {round_} of {args.repeat}", flush=True)
+            # its own process group: a terminal's Ctrl-C reaches this process only, which passes it on once
+            child = subprocess.Popen(command, process_group=0)
+            forwarded = False
+            while True:
+                try:
+                    codes.append(child.wait())
+                    break
+                except KeyboardInterrupt:
+                    if not forwarded:
+                        child.send_signal(signal.SIGINT)
+                        forwarded = True
+            if forwarded or codes[-1] not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage, 5 nothing selected
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if journal.is_file():
+        print(repeat_summary(journal, since=began, rounds=len(codes)))
+    if args.keep_journals is not None:
+        for old in prune_journals(journal.parent, args.keep_journals):
+            print(f"pruned: {old}")
+    if len(codes) < args.repeat:
+        return codes[-1] if codes and codes[-1] not in (0, 1) else 2
+    return 0 if all(c == 0 for c in codes) else 1
+
+
+def repeat_summary(journal: Path, since: float, rounds: int) -> str:
+    """Per case (scenario@backend), its outcomes over the rounds, from the journal lines written
+    since ``since``; a case whose rounds disagree is marked."""
+    from collections import Counter
+
+    from harness import journal as journal_mod
+
+    outcomes: dict[str, list[str]] = {}
+    for entry in journal_mod.read(journal):
+        if entry.get("started_at", 0) >= since and "verdict" in entry:
+            case = f"{entry['scenario']}@{entry['backend']}"
+            outcomes.setdefault(case, []).append(entry["verdict"]["outcome"])
+    lines = [f"repeats: {rounds} round(s) in {journal}"]
+    for case, seen in sorted(outcomes.items()):
+        counts = Counter(seen)
+        told = ", ".join(f"{n} of {len(seen)} {outcome}" for outcome, n in counts.most_common())
+        lines.append(f"  {case}: {told}" + ("  (the rounds disagree)" if len(counts) > 1 else ""))
+    return "\n".join(lines)
 
 
 def prune_journals(directory: Path, keep: int) -> list[Path]:
@@ -201,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
     r.add_argument("--keep-journals", type=int, metavar="N",
                    help="afterwards, keep only the newest N journals (and reports) beside this one")
+    r.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the selection N times, each round its own session, into one journal; then "
+                        "print each case's outcomes over the rounds (default 1)")
     rp = sub.add_parser("report", help="render the HTML reliability report from journals")
     rp.add_argument("journals", nargs="+", help="this run's journal(s)")
     rp.add_argument("-o", "--output", required=True, help="the HTML file to write")

@@ -172,3 +172,62 @@ def test_the_machine_lock_excludes_other_processes_and_is_reentrant_in_a_thread(
             pass
         assert subprocess.run(probe, capture_output=True).returncode != 0  # still held after the inner exit
     assert subprocess.run(probe, capture_output=True).returncode == 0
+
+
+REPEATED = """
+- id: quick-one
+  title: finishes in round 1 before the interrupt; its journal line must survive it
+  backends: [local]
+  workload: {flow: pipeline, parameters: {steps: 1, sleep: 0}}
+  expect: {final: COMPLETED, settle_within_seconds: 60}
+- id: slow-one
+  title: still running when round 1 is interrupted
+  backends: [local]
+  workload: {flow: pipeline, parameters: {steps: 1, sleep: 120}}
+  expect: {final: COMPLETED, settle_within_seconds: 180}
+"""
+
+
+def test_ctrl_c_during_a_repeat_round_ends_that_round_cleanly_and_starts_no_other(tmp_path, repo_root, wait_until):
+    """``run --repeat``: each round is a child session in its own process group; a Ctrl-C to the
+    command is passed to the running round once, which cleans up as any session does."""
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(REPEATED))
+    journal = tmp_path / "journal.jsonl"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--repeat", "3", "--matrix", str(tmp_path / "m.yaml"),
+         "--journal", str(journal), "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, preexec_fn=procs.default_signals)
+    try:
+        def slow_run():
+            if harness.poll() is not None:
+                raise AssertionError(f"the harness exited with status {harness.returncode} before the slow case ran")
+            rounds = psutil.Process(harness.pid).children()
+            found = [p for r in rounds for p in session_processes(r.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
+            done = journal.read_text().count("\n") if journal.exists() else 0
+            return (rounds, found) if found and done == 1 else None
+
+        try:
+            [round_1], flow_procs = wait_until(slow_run, 240, "round 1's slow case running")
+        except AssertionError as failed:
+            harness.kill()
+            raise AssertionError(f"{failed}; the harness printed:\n{harness.communicate(timeout=30)[0][-6000:]}") from None
+        assert os.getpgid(round_1.pid) != os.getpgid(harness.pid)  # a terminal's Ctrl-C reaches the command only
+        session = procs.environ(flow_procs[0])[procs.SESSION_ENV]
+        live = session_processes(round_1.pid)
+        port = server_port(live)
+        workdirs = list(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{session}-*"))
+        assert workdirs and port_open(port)
+        harness.send_signal(signal.SIGINT)
+        output, _ = harness.communicate(timeout=120)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert harness.returncode == 2, output
+    assert "round 1 of 3" in output and "round 2 of 3" not in output, output
+    assert "repeats: 1 round(s)" in output and "quick-one@local: 1 of 1 pass" in output, output
+    assert not procs.alive(round_1.pid)
+    assert not [p.pid for p in live if procs.alive(p.pid)], output
+    assert procs.find(session) == []
+    assert not any(d.exists() for d in workdirs)
+    assert not port_open(port)
+    assert [json.loads(l)["scenario"] for l in journal.read_text().splitlines()] == ["quick-one"]

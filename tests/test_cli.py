@@ -1,5 +1,7 @@
-"""``python -m harness validate``: exit 0 on a good matrix; errors and non-zero on a bad one."""
+"""``python -m harness``: validate (exit 0 on a good matrix; errors and non-zero on a bad one), prune,
+kind config, and run --repeat's summary."""
 
+import json
 import subprocess
 import sys
 
@@ -68,3 +70,30 @@ def test_kind_config_prints_a_cluster_config_with_the_harness_mounts(tmp_path, r
     mounts = {m["hostPath"]: m for m in config["nodes"][1]["extraMounts"]}
     assert set(mounts) == {str(repo_root / "flows"), str(repo_root / "harness"), str(shared)}
     assert mounts[str(shared)]["readOnly"] is False and mounts[str(repo_root / "flows")]["readOnly"] is True
+
+
+def test_repeat_summary_counts_each_case_over_the_rounds_and_marks_disagreement(tmp_path):
+    from harness.__main__ import repeat_summary
+
+    def line(scenario, outcome, at, backend="local"):
+        return json.dumps({"scenario": scenario, "backend": backend, "started_at": at, "verdict": {"outcome": outcome}})
+
+    journal = tmp_path / "j.jsonl"
+    journal.write_text("\n".join([
+        line("kill-a", "fail", 5),  # an earlier run into the same journal: not one of these rounds
+        line("kill-a", "pass", 11), line("kill-b", "pass", 12), line("kill-a", "pass", 21), line("kill-b", "fail", 22),
+        line("kill-a", "pass", 31), line("kill-b", "pass", 32), line("kill-b", "unknown", 33, backend="docker"),
+    ]) + "\n")
+    assert repeat_summary(journal, since=10, rounds=3).splitlines() == [
+        f"repeats: 3 round(s) in {journal}",
+        "  kill-a@local: 3 of 3 pass",
+        "  kill-b@docker: 1 of 1 unknown",
+        "  kill-b@local: 2 of 3 pass, 1 of 3 fail  (the rounds disagree)",
+    ]
+
+
+def test_repeat_must_be_at_least_one(capsys):
+    from harness.__main__ import main
+
+    assert main(["run", "--repeat", "0"]) == 4
+    assert "--repeat must be at least 1, got 0" in capsys.readouterr().err
