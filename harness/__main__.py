@@ -101,8 +101,9 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         for round_ in range(1, args.repeat + 1):
             print(f"round {round_} of {args.repeat}", flush=True)
-            # its own process group: a terminal's Ctrl-C reaches this process only, which passes it on once
-            child = subprocess.Popen(command, process_group=0)
+            # its own process group: a terminal's Ctrl-C reaches this process only, which passes it on
+            # once; no stdin (a background process group reading the terminal would be stopped)
+            child = subprocess.Popen(command, process_group=0, stdin=subprocess.DEVNULL)
             forwarded = False
             while True:
                 try:
