@@ -205,12 +205,13 @@ def _storm_hits(history: History) -> tuple[set[str], int]:
     return hit, after_end
 
 
-def storm_figures(history: History) -> dict[str, Any] | None:
-    """A storm's account of its runs: how many, how each ended, which a fault hit, which are stuck."""
+def storm_figures(history: History, hits: tuple[set[str], int] | None = None) -> dict[str, Any] | None:
+    """A storm's account of its runs: how many, how each ended, which a fault hit, which are stuck
+    (``hits``: ``_storm_hits`` of the history, where the caller has it already)."""
     mains = history.runs("main")
     if len(mains) < 2:
         return None
-    hit, after_end = _storm_hits(history)
+    hit, after_end = hits or _storm_hits(history)
     known = {r.id for r in history.flow_runs}
     stray = sorted({l.get("flow_run_id") for l in history.ledger} - known - {None})
     return {"runs": len(mains), "faulted": sum(r.id in hit for r in mains),
@@ -221,9 +222,8 @@ def storm_figures(history: History) -> dict[str, Any] | None:
             "unaccounted_ledger_runs": stray}
 
 
-def _check_storm(expect: Expectation, history: History) -> list[str]:
+def _check_storm(expect: Expectation, history: History, storm: dict[str, Any], hit: set[str]) -> list[str]:
     """Every run of a storm against its expectation; one line per distinct difference."""
-    hit, _ = _storm_hits(history)
     grouped: dict[str, int] = Counter()
     for run in history.runs("main"):
         faulted = run.id in hit
@@ -231,7 +231,6 @@ def _check_storm(expect: Expectation, history: History) -> list[str]:
         for reason in check_run(wanted, run, "a faulted run" if faulted else "an unfaulted run"):
             grouped[reason] += 1
     why = [f"{n} run(s): {reason}" for reason, n in grouped.items()]
-    storm = storm_figures(history)
     if storm["unaccounted_ledger_runs"]:
         why.append(f"ledger lines of flow runs the scenario did not start: {storm['unaccounted_ledger_runs']}")
     return why
@@ -242,10 +241,11 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     unknown = _unknown_reasons(history)
     if unknown:
         return Verdict(UNKNOWN, unknown, fig)
-    storm = storm_figures(history)
+    hits = _storm_hits(history) if len(history.runs("main")) > 1 else None
+    storm = storm_figures(history, hits)
     if storm is not None:
         fig["storm"] = storm
-        why = _check_storm(expect, history) + _check_executions(expect.executions, fig)
+        why = _check_storm(expect, history, storm, hits[0]) + _check_executions(expect.executions, fig)
     else:
         why = check_run(expect, history.main, "main run") + _check_executions(expect.executions, fig)
     why += _check_tasks(expect.tasks, history)
