@@ -96,25 +96,29 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
     def interrupted(signum, frame):  # noqa: ARG001 - SIGTERM as Ctrl-C: into the wait below
         raise KeyboardInterrupt
 
+    def wait(child: subprocess.Popen) -> int:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # already passed on: the round is cleaning up
+                continue
+
     previous = signal.signal(signal.SIGTERM, interrupted)
     codes: list[int] = []
+    child = None
     try:
         for round_ in range(1, args.repeat + 1):
             print(f"round {round_} of {args.repeat}", flush=True)
             # its own process group: a terminal's Ctrl-C reaches this process only, which passes it on
             # once; no stdin (a background process group reading the terminal would be stopped)
             child = subprocess.Popen(command, process_group=0, stdin=subprocess.DEVNULL)
-            forwarded = False
-            while True:
-                try:
-                    codes.append(child.wait())
-                    break
-                except KeyboardInterrupt:
-                    if not forwarded:
-                        child.send_signal(signal.SIGINT)
-                        forwarded = True
-            if forwarded or codes[-1] not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage, 5 nothing selected
+            codes.append(child.wait())
+            if codes[-1] not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage, 5 nothing selected
                 break
+    except KeyboardInterrupt:  # whenever it came: a round still running gets it and is waited for
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            codes.append(wait(child))
     finally:
         signal.signal(signal.SIGTERM, previous)
     if journal.is_file():
@@ -122,8 +126,8 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
     if args.keep_journals is not None:
         for old in prune_journals(journal.parent, args.keep_journals):
             print(f"pruned: {old}")
-    if len(codes) < args.repeat:
-        return codes[-1] if codes and codes[-1] not in (0, 1) else 2
+    if len(codes) < args.repeat or codes[-1] not in (0, 1):  # stopped: say why in the exit status
+        return next((c for c in reversed(codes) if c not in (0, 1)), 2)
     return 0 if all(c == 0 for c in codes) else 1
 
 

@@ -97,3 +97,14 @@ def test_repeat_must_be_at_least_one(capsys):
 
     assert main(["run", "--repeat", "0"]) == 4
     assert "--repeat must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_repeat_stops_at_a_round_with_a_usage_error(tmp_path, repo_root):
+    """Exit 4 (pytest: a usage error, here a scenario that does not exist) ends the repeats at
+    once, with that status: it does not get better by asking again."""
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--repeat", "3", "--scenario", "no-such-row",
+                           "--journal", str(tmp_path / "j.jsonl"), "-p", "no:cacheprovider"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "round 1 of 3" in done.stdout and "round 2 of 3" not in done.stdout
+    assert "--chaos-scenario 'no-such-row' matches no scenario" in done.stderr
