@@ -91,11 +91,25 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[MATRIX_KEY] = load_matrix(matrix)
         except MatrixError as exc:
             raise pytest.UsageError(str(exc)) from None
+        _check_patterns(config.stash[MATRIX_KEY], matrix, config.getoption("--chaos-scenario") or [],
+                        config.getoption("--chaos-backend") or ["local"])
     else:
         config.stash[MATRIX_KEY] = []
     if not hasattr(config, "workerinput"):  # xdist workers inherit the controller's choice
         path = config.getoption("--chaos-journal") or os.environ.get(JOURNAL_ENV) or journal_mod.default_path()
         os.environ[JOURNAL_ENV] = str(Path(path).resolve())
+
+
+def _check_patterns(scenarios: list, matrix: Path, patterns: list[str], backends: list[str]) -> None:
+    """A --chaos-scenario that selects nothing is a usage error (a typo would otherwise pass as a
+    run of nothing), saying where the pattern does match when another backend has it."""
+    for pattern in patterns:
+        if select(scenarios, [pattern], backends):
+            continue
+        elsewhere = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS))})
+        where = (f" on {', '.join(backends)} (it does on {', '.join(elsewhere)}: add --chaos-backend)" if elsewhere
+                 else "")
+        raise pytest.UsageError(f"--chaos-scenario {pattern!r} matches no scenario of {matrix}{where}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

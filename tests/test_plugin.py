@@ -38,6 +38,16 @@ def test_selection_by_glob_and_backend(project):
     assert "freeze-one" not in result.stdout.str()
 
 
+def test_a_scenario_pattern_that_selects_nothing_is_a_usage_error(project):
+    result = project.runpytest("--collect-only", "-q", "--chaos-scenario", "kill-*", "--chaos-scenario", "kil-one")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--chaos-scenario 'kil-one' matches no scenario of *scenarios"])
+    (project.path / "scenarios" / "b.yaml").write_text(ROW.format(id="pod-one").replace("[local, docker]", "[kind]"))
+    result = project.runpytest("--collect-only", "-q", "--chaos-scenario", "pod-*")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'pod-[*]' matches no scenario of *scenarios on local (it does on kind: add --chaos-backend)"])
+
+
 def test_not_chaos_deselects_the_matrix(project):
     result = project.runpytest("--collect-only", "-q", "-m", "not chaos")
     assert "3 deselected" in result.stdout.str()
