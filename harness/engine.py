@@ -136,7 +136,8 @@ def image_inputs() -> dict[str, Any]:
         "prefect": _version("prefect"),
         "prefect-docker": _version("prefect-docker"),
         "prefect-kubernetes": _version("prefect-kubernetes"),  # the kind backend's worker runs in it
-        "constraints": ["fastapi<0.151"],
+        # the image's Prefect server runs on the FastAPI this one does (tox pins it per Prefect version)
+        "constraints": [f"fastapi=={_version('fastapi')}" if _version("fastapi") else "fastapi<0.151"],
         "ca_certificates": certs,
     }
 

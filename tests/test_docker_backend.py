@@ -27,6 +27,16 @@ def test_image_tag_is_a_hash_of_every_input():
         assert engine.image_tag({**base, key: other}) != tag, key
 
 
+def test_the_image_pins_the_fastapi_of_this_environment():
+    """The image's server must run on the FastAPI the tox env chose for this Prefect (3.6 needs
+    fastapi<0.137, 3.8 fastapi<0.151): one fixed range would break one of them in the image."""
+    from importlib import metadata
+
+    inputs = engine.image_inputs()
+    assert inputs["constraints"] == [f"fastapi=={metadata.version('fastapi')}"]
+    assert engine.image_tag({**inputs, "constraints": ["fastapi==0.136.1"]}) != engine.image_tag(inputs)
+
+
 def test_recipe_carries_the_ca_certificates_and_pins_prefect():
     script = engine._hook_script({"prefect": "3.8.8", "prefect-docker": "0.7.4", "prefect-kubernetes": "0.8.0",
                                   "constraints": ["fastapi<0.151"]})
