@@ -459,14 +459,6 @@ def _duplicate_keys(node: yaml.Node, where: str = "") -> list[tuple[str, int, in
     return found
 
 
-def _row_id(row: yaml.Node, index: int) -> str:
-    if isinstance(row, yaml.MappingNode):
-        for key, value in row.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == "id" and isinstance(value, yaml.ScalarNode):
-                return value.value
-    return f"#{index + 1}"
-
-
 def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     """Parse one matrix file; return its scenarios and its error lines (never raises).  A key given
     twice in a row is an error: YAML would keep the last one silently."""
@@ -474,9 +466,7 @@ def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     try:  # one parse: the node tree, checked for keys given twice before merge keys are flattened
         tree = loader.get_single_node()
         rows = tree.value if isinstance(tree, yaml.SequenceNode) else []
-        twice = {index: [f"{path}: scenario {_row_id(row, index)!r}: {field}: given twice (lines {first} and "
-                         f"{again}); YAML would keep only the last" for field, first, again in found]
-                 for index, row in enumerate(rows) if (found := _duplicate_keys(row))}
+        twice = {index: found for index, row in enumerate(rows) if (found := _duplicate_keys(row))}
         raw = loader.construct_document(tree) if tree is not None else None
     except yaml.YAMLError as exc:
         return [], [f"{path}: not valid YAML: {exc}".replace("\n", " ")]
@@ -489,8 +479,9 @@ def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     scenarios, errors = [], []
     for index, row in enumerate(raw):
         sid = row.get("id", f"#{index + 1}") if isinstance(row, dict) else f"#{index + 1}"
-        if index in twice:
-            errors.extend(twice[index])
+        if index in twice:  # the same index: the rows of the node tree are the rows of the data
+            errors.extend(f"{path}: scenario {str(sid)!r}: {field}: given twice (lines {first} and {again}); "
+                          "YAML would keep only the last" for field, first, again in twice[index])
             continue
         try:
             scenarios.append(Scenario.model_validate(row))
