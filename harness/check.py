@@ -205,13 +205,13 @@ def _storm_hits(history: History) -> tuple[set[str], int]:
     return hit, after_end
 
 
-def storm_figures(history: History, hits: tuple[set[str], int] | None = None) -> dict[str, Any] | None:
-    """A storm's account of its runs: how many, how each ended, which a fault hit, which are stuck
-    (``hits``: ``_storm_hits`` of the history, where the caller has it already)."""
+def storm_figures(history: History, hits: tuple[set[str], int]) -> dict[str, Any] | None:
+    """A storm's account of its runs: how many, how each ended, which a fault hit (``hits``:
+    ``_storm_hits`` of the history), which are stuck; None for a single run."""
     mains = history.runs("main")
     if len(mains) < 2:
         return None
-    hit, after_end = hits or _storm_hits(history)
+    hit, after_end = hits
     known = {r.id for r in history.flow_runs}
     stray = sorted({l.get("flow_run_id") for l in history.ledger} - known - {None})
     return {"runs": len(mains), "faulted": sum(r.id in hit for r in mains),
@@ -241,7 +241,7 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     unknown = _unknown_reasons(history)
     if unknown:
         return Verdict(UNKNOWN, unknown, fig)
-    hits = _storm_hits(history) if len(history.runs("main")) > 1 else None
+    hits = _storm_hits(history)
     storm = storm_figures(history, hits)
     if storm is not None:
         fig["storm"] = storm
