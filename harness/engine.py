@@ -130,6 +130,7 @@ def _version(dist: str) -> str | None:
 def image_inputs() -> dict[str, Any]:
     """Everything the image is made of; its hash is the image's tag."""
     certs = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(CA_DIR.glob("*.crt"))}
+    fastapi = _version("fastapi")
     return {
         "recipe": RECIPE,
         "suite": SUITE,
@@ -137,7 +138,7 @@ def image_inputs() -> dict[str, Any]:
         "prefect-docker": _version("prefect-docker"),
         "prefect-kubernetes": _version("prefect-kubernetes"),  # the kind backend's worker runs in it
         # the image's Prefect server runs on the FastAPI this one does (tox pins it per Prefect version)
-        "constraints": [f"fastapi=={_version('fastapi')}" if _version("fastapi") else "fastapi<0.151"],
+        "constraints": [f"fastapi=={fastapi}" if fastapi else "fastapi<0.151"],
         "ca_certificates": certs,
     }
 
