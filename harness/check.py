@@ -128,7 +128,8 @@ def _task_worker_figures(history: History) -> dict[str, Any]:
 
 
 def _check_tasks(expected: dict[str, RunExpectation], history: History) -> list[str]:
-    """Task runs by name, of the main run (the last of that name, should there be several)."""
+    """Task runs by name, of the main run (the latest created of that name, should a flow retry have
+    run it again: the history lists task runs oldest first)."""
     main = history.main
     why = []
     for name, wanted in expected.items():

@@ -10,11 +10,12 @@ record, so a transition too quick for polling is still in the history.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness import ledger, procs
 from harness.api import APIError, PrefectAPI
-from harness.history import TERMINAL, FlowRun, History, TaskRun
+from harness.history import TERMINAL, FlowRun, History, State, TaskRun
 from harness.scenario import Trigger
 
 
@@ -40,11 +41,23 @@ def holds(trigger: Trigger, snap: Snapshot) -> bool:
     return snap.tasks.get(trigger.task) == trigger.state
 
 
-def _tasks(task_runs: list[dict]) -> dict[str, str]:
-    """Task run name -> state type; where a flow retry (or a replacement pod) ran a task again
-    under the same name, the latest created (the workloads' task run names are otherwise unique)."""
-    ordered = sorted(task_runs, key=lambda t: t.get("created") or "")
-    return {t["name"]: (t.get("state") or {}).get("type") for t in ordered}
+def oldest_first(task_runs: list[dict]) -> list[dict]:
+    """The API's task runs, oldest created first, whatever order the API listed them in: where a
+    flow retry (or a replacement pod) ran a task again under the same name, the last of that name
+    is the latest (the workloads' task run names are otherwise unique).  The polls, the history
+    and so the checker and the Chaos Toolkit probes all pick a name's task run by this order."""
+    return sorted(task_runs, key=lambda t: t.get("created") or "")
+
+
+def task_runs(rows: list[dict], states_of: Callable[[str], list[State]]) -> list[TaskRun]:
+    """The history's task runs from the API's rows, oldest first, each with its states."""
+    return [TaskRun(id=t["id"], flow_run_id=t["flow_run_id"], name=t["name"], states=states_of(t["id"]),
+                    run_count=t.get("run_count", 0)) for t in oldest_first(rows)]
+
+
+def _tasks(rows: list[dict]) -> dict[str, str]:
+    """Task run name -> state type, the latest task run of each name."""
+    return {t["name"]: (t.get("state") or {}).get("type") for t in oldest_first(rows)}
 
 
 def first_seen(trigger: Trigger, snap: Snapshot, seen_at: float | None) -> float | None:
@@ -135,11 +148,7 @@ def collect(api: PrefectAPI, *, scenario: str, backend: str, started_at: float, 
             names = api.flow_names({raw["flow_id"] for raw, _ in tops} | {r["flow_id"] for r in subs})
             history.flow_runs = [_flow_run(api, raw, role, names) for raw, role in tops]
             history.flow_runs += [_flow_run(api, raw, "subflow", names) for raw in subs]
-            history.task_runs = [
-                TaskRun(id=t["id"], flow_run_id=t["flow_run_id"], name=t["name"],
-                        states=api.task_run_states(t["id"]), run_count=t.get("run_count", 0))
-                for t in api.task_runs([r.id for r in history.flow_runs])
-            ]
+            history.task_runs = task_runs(api.task_runs([r.id for r in history.flow_runs]), api.task_run_states)
             return history
         except APIError as exc:
             if time.monotonic() > deadline or procs.STOPPING.is_set():

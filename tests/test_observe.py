@@ -76,3 +76,26 @@ def test_a_snapshot_shows_the_latest_attempt_of_a_task_run_again_under_its_name(
             {"name": "step-2", "created": "2026-11-24T06:00:05.000000Z", "state": {"type": "COMPLETED"}}]
     assert _tasks(runs) == {"step-1": "RUNNING", "step-2": "COMPLETED"}
     assert _tasks(runs[::-1]) == {"step-1": "RUNNING", "step-2": "COMPLETED"}  # whatever the API's order
+
+
+def test_the_history_and_so_the_checker_and_the_probes_judge_a_re_run_task_by_its_latest_attempt():
+    """As the API listed them in kill-flow-process-during-flow-retry: the retry's task run (killed
+    Running) before the first attempt's (Failed).  Judged in that order, "the last of the name"
+    was the first attempt."""
+    from harness import check as checker
+    from harness.history import FlowRun, History, State
+    from harness.observe import task_runs
+    from harness.scenario import Expectation
+
+    rows = [{"id": "b", "flow_run_id": "run-1", "name": "work", "run_count": 1, "created": "2026-11-24T06:00:09Z"},
+            {"id": "a", "flow_run_id": "run-1", "name": "work", "run_count": 1, "created": "2026-11-24T06:00:01Z"}]
+    states = {"a": [State("RUNNING", "Running", 1.0), State("FAILED", "Failed", 4.0)],
+              "b": [State("RUNNING", "Running", 9.0)]}
+    history = History("s", "local", 0, 60, 60,
+                      [FlowRun("run-1", "failing", "main", [State("CRASHED", "Crashed", 12.0)], 2)], [], [], [])
+    history.task_runs = task_runs(rows, states.__getitem__)
+    assert [t.id for t in history.task_runs] == ["a", "b"]
+    want = Expectation(settle_within_seconds=60, tasks={"work": {"final": "RUNNING", "run_count": 1}})
+    assert checker._check_tasks(want.tasks, history) == []
+    want = Expectation(settle_within_seconds=60, tasks={"work": {"final": "FAILED"}})
+    assert checker._check_tasks(want.tasks, history) == ["task work: final state RUNNING (Running), expected FAILED"]

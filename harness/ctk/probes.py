@@ -93,8 +93,8 @@ def flow_run_count() -> int:
 
 
 def _task_run(where: str, task: Any) -> TaskRun | None:
-    """The flow run's task run named ``task`` (the last, should there be several), as the checker
-    picks it; None: the run has no such task run."""
+    """The flow run's task run named ``task`` (the latest created, should a flow retry have run it
+    again: the history lists task runs oldest first), as the checker picks it; None: no such task run."""
     task = _task(where, task)
     run = state.current(where)
     found = [t for t in _history(run).task_runs if t.name == task and t.flow_run_id == run.flow_run_id]
