@@ -437,10 +437,14 @@ def _format_errors(path: Path, scenario_id: str, errors: list[dict[str, Any]]) -
     return [f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {'; or '.join(msgs)}" for loc, msgs in by_field.items()]
 
 
-def _duplicate_keys(node: yaml.Node, where: str = "") -> list[tuple[str, int, int]]:
-    """Every mapping key given twice below ``node``: (its dotted path, the line it was first given
-    on, the line it was given again on).  YAML itself keeps the last silently."""
-    found: list[tuple[str, int, int]] = []
+def _node_errors(node: yaml.Node, where: str = "", above: tuple[int, ...] = ()) -> list[tuple[str, str]]:
+    """What the data would lose or could not hold, below ``node``: (a dotted path, what is wrong).
+    A mapping key given twice (YAML itself keeps the last silently), and an alias inside its own
+    anchor (recursive data, which no field of a scenario can hold)."""
+    if id(node) in above:
+        return [(where, f"refers to itself (a recursive YAML alias, line {node.start_mark.line + 1})")]
+    above += (id(node),)
+    found: list[tuple[str, str]] = []
     if isinstance(node, yaml.MappingNode):
         first: dict[str, int] = {}
         for key, value in node.value:
@@ -449,24 +453,25 @@ def _duplicate_keys(node: yaml.Node, where: str = "") -> list[tuple[str, int, in
                 continue
             path = f"{where}.{name}" if where else name
             if name in first:
-                found.append((path, first[name] + 1, key.start_mark.line + 1))
+                found.append((path, f"given twice (lines {first[name] + 1} and {key.start_mark.line + 1}); "
+                                    "YAML would keep only the last"))
             else:
                 first[name] = key.start_mark.line
-            found.extend(_duplicate_keys(value, path))
+            found.extend(_node_errors(value, path, above))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            found.extend(_duplicate_keys(item, f"{where}.{i}" if where else str(i)))
+            found.extend(_node_errors(item, f"{where}.{i}" if where else str(i), above))
     return found
 
 
 def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     """Parse one matrix file; return its scenarios and its error lines (never raises).  A key given
-    twice in a row is an error: YAML would keep the last one silently."""
+    twice in a row is an error (YAML would keep the last one silently), and so is a recursive alias."""
     loader = yaml.SafeLoader(path.read_text())
     try:  # one parse: the node tree, checked for keys given twice before merge keys are flattened
         tree = loader.get_single_node()
         rows = tree.value if isinstance(tree, yaml.SequenceNode) else []
-        twice = {index: found for index, row in enumerate(rows) if (found := _duplicate_keys(row))}
+        lost = {index: found for index, row in enumerate(rows) if (found := _node_errors(row))}
         raw = loader.construct_document(tree) if tree is not None else None
     except yaml.YAMLError as exc:
         return [], [f"{path}: not valid YAML: {exc}".replace("\n", " ")]
@@ -479,9 +484,8 @@ def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     scenarios, errors = [], []
     for index, row in enumerate(raw):
         sid = row.get("id", f"#{index + 1}") if isinstance(row, dict) else f"#{index + 1}"
-        if index in twice:  # the same index: the rows of the node tree are the rows of the data
-            errors.extend(f"{path}: scenario {str(sid)!r}: {field}: given twice (lines {first} and {again}); "
-                          "YAML would keep only the last" for field, first, again in twice[index])
+        if index in lost:  # the same index: the rows of the node tree are the rows of the data
+            errors.extend(f"{path}: scenario {str(sid)!r}: {field}: {what}" for field, what in lost[index])
             continue
         try:
             scenarios.append(Scenario.model_validate(row))

@@ -131,6 +131,12 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
     assert [s.id for s in load_matrix(write(tmp_path, merged))] == ["base-row", "merged-row"]
 
 
+def test_a_recursive_alias_is_an_error_naming_its_field_not_a_recursion_error(tmp_path):
+    recursive = GOOD.replace("- id: kill-it", "- id: kill-it\n  labels: &loop {again: *loop}")
+    assert errors_of(tmp_path, recursive) == [
+        f"{tmp_path / 'm.yaml'}: scenario 'kill-it': labels.again: refers to itself (a recursive YAML alias, line 3)"]
+
+
 def test_zombie_automation_needs_heartbeats(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("faults:", "config: {zombie_automation_within: 90}\n  faults:"))
     assert "config.zombie_automation_within: needs heartbeat_seconds" in err
