@@ -48,6 +48,8 @@ def test_terminate_sigkills_after_grace_without_holding_up_the_watch(tmp_path):
     assert fault.close() == {"sigkilled_after_grace": [child.pid]}  # close waits the grace out
     assert 1.5 <= time.monotonic() - began < 10
     assert child.popen.wait(timeout=5) == -9
+    # a heal that restarts a task worker closed first: the scenario's end records the SIGKILL once
+    assert fault.close() == {}
 
 
 def test_a_process_that_exits_in_its_grace_is_not_sigkilled(tmp_path):

@@ -72,5 +72,12 @@ class SignalFault:
         return {"continued": procs.signal_all(self.frozen, signal.SIGCONT)}
 
     def close(self) -> dict[str, Any]:
-        """A terminate's grace is over before the scenario collects (or within grace + 10 s)."""
-        return {} if self.grace_wait is None else self.grace_wait.join(self.grace + 10)
+        """A terminate's grace is over before the scenario collects (or within grace + 10 s).  What
+        the wait found is given once: a heal that restarts the processes closes first, and the
+        scenario's end closes again."""
+        if self.grace_wait is None:
+            return {}
+        found = self.grace_wait.join(self.grace + 10)
+        if not self.grace_wait.thread.is_alive():
+            self.grace_wait = None
+        return found
