@@ -122,6 +122,13 @@ class PrefectAPI:
     def delete_automation(self, automation_id: str) -> None:
         self._call("DELETE", f"/automations/{automation_id}")
 
+    # acting as a user ------------------------------------------------------------------------
+    def set_flow_run_state(self, flow_run_id: str, state_type: str, message: str) -> dict[str, Any]:
+        """Propose a state as a user's client does (``prefect flow-run cancel`` proposes CANCELLING,
+        not forced): the server's orchestration answers ACCEPT, REJECT, ABORT or WAIT."""
+        body = {"state": {"type": state_type, "message": message}, "force": False}
+        return self._call("POST", f"/flow_runs/{flow_run_id}/set_state", json=body)
+
     # observing -------------------------------------------------------------------------------
     def flow_run(self, flow_run_id: str) -> dict[str, Any]:
         return self._call("GET", f"/flow_runs/{flow_run_id}")

@@ -99,8 +99,10 @@ def figures(history: History) -> dict[str, Any]:
     fig.update(final=main.final.type, final_name=main.final.name, run_count=main.run_count,
                stuck=main.final.type not in TERMINAL)
     if injected is not None:
+        # a cancel's CANCELLING is the harness's own request: the run reflects it once it leaves it
+        unreflecting = _UNREFLECTING | ({"CANCELLING"} if any(f["kind"] == "cancel" for f in history.faults) else set())
         for s in main.states:
-            if s.timestamp >= injected and s.type not in _UNREFLECTING:
+            if s.timestamp >= injected and s.type not in unreflecting:
                 fig["time_to_detect"] = round(s.timestamp - injected, 3)
                 fig["detected_as"] = f"{s.type}/{s.name}"
                 break

@@ -36,6 +36,9 @@ FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "node-loss": (frozenset({"node"}), "optional"),
     # stop the server's PostgreSQL, keep it down, start it again on the same data
     "restart-database": (frozenset({"database"}), "required"),
+    # cancel the flow run as a user does (`prefect flow-run cancel`, the UI): the API is asked to
+    # set it Cancelling; stopping the run is then Prefect's own work (its worker or runner)
+    "cancel": (frozenset({"flow-run"}), "never"),
     # API faults, through the scenario's fault proxy between its clients and the server: answer a
     # fraction of requests with an HTTP status, delay them, reset the connection, or refuse every
     # connection (down); healing ends the window, unhealed they last to the scenario's end
@@ -59,7 +62,7 @@ DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server", "drain": 
 # one is refused when the matrix loads, not skipped at run time.
 # API faults need the clients on loopback with the proxy, and PostgreSQL runs on loopback: kind's
 # pods and its server container are not there (they reach the server through a Service).
-_PROCESS_FAULTS = frozenset({"kill", "terminate", "freeze", "oom", "kill-worker", "restart-server"})
+_PROCESS_FAULTS = frozenset({"kill", "terminate", "freeze", "oom", "kill-worker", "restart-server", "cancel"})
 BACKEND_FAULTS: dict[str, frozenset[str]] = {
     "local": _PROCESS_FAULTS | API_FAULTS | {"restart-database"},
     "docker": _PROCESS_FAULTS | API_FAULTS | {"restart-database"},
@@ -75,6 +78,9 @@ class Fault(Protocol):
 
     def heal(self) -> dict[str, Any]:
         """Undo what inject did, where it can be undone; return details for the history."""
+
+    def close(self) -> dict[str, Any]:
+        """Whatever the fault still waits for is over (a grace period); details for the history."""
 
 
 @dataclass
@@ -114,3 +120,25 @@ def heal(fault: Fault, record: FaultRecord) -> None:
         record.healed_at = time.time()
     except Exception as exc:
         record.error = (record.error or "") + f" heal failed: {type(exc).__name__}: {exc}"
+
+
+class CancelRun:
+    """``cancel``: the flow run is asked to cancel through the API, as a user's client asks.  Every
+    backend's runs are cancelled the same way; what stops them is Prefect's."""
+
+    def __init__(self, api: Any, flow_run_id: str) -> None:
+        self.api, self.flow_run_id = api, flow_run_id
+
+    def inject(self) -> dict[str, Any]:
+        answer = self.api.set_flow_run_state(self.flow_run_id, "CANCELLING", "cancelled by the chaos harness")
+        status = answer.get("status")
+        if status != "ACCEPT":
+            reason = (answer.get("details") or {}).get("reason")
+            raise RuntimeError(f"the server answered {status} to CANCELLING" + (f": {reason}" if reason else ""))
+        return {"proposed": "CANCELLING", "answer": status}
+
+    def heal(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> dict[str, Any]:
+        return {}

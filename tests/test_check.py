@@ -42,6 +42,21 @@ def test_pass_with_figures():
     assert v.figures["executions"] == {"step-1": 1, "step-2": 1}
 
 
+def test_a_cancel_is_detected_when_the_run_leaves_the_cancelling_it_asked_for():
+    states = [st("SCHEDULED", 0), st("RUNNING", 2), st("CANCELLING", 10.05), st("CANCELLED", 12.5)]
+    cancel = [{"kind": "cancel", "target": "flow-run", "injected_at": T0 + 10, "healed_at": None, "detail": {}, "error": None}]
+    v = check(expect(final="CANCELLED", run_count=1), history(states, faults=cancel))
+    assert v.outcome == "pass", v.reasons
+    assert (v.figures["time_to_detect"], v.figures["detected_as"]) == (2.5, "CANCELLED/Cancelled")
+    # left Cancelling: nothing detected it, and the run is stuck
+    v = check(expect(final="CANCELLING"), history(states[:3], faults=cancel))
+    assert v.outcome == "pass", v.reasons
+    assert v.figures["time_to_detect"] is None and v.figures["stuck"] is True
+    # another fault's Cancelling (a run cancelled by Prefect itself) still reflects it
+    v = check(expect(final="CANCELLED"), history(states))
+    assert v.figures["detected_as"] == "CANCELLING/Cancelling"
+
+
 def test_each_difference_is_a_reason():
     h = history(CRASHED_RUN, ledger=[line("step-1", 3), line("step-1", 4)])
     v = check(expect(final="COMPLETED", run_count=2, executions={"step-1": 1}, detect_within_seconds=0.1,

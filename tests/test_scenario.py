@@ -178,6 +178,16 @@ def test_restart_server_needs_heal_time(tmp_path):
     assert "faults.0.heal_after_seconds: fault 'restart-server' needs it" in err
 
 
+def test_a_cancel_is_of_the_flow_run_on_every_backend_and_never_heals(tmp_path):
+    cancel = GOOD.replace("{kind: kill,", "{kind: cancel,").replace("backends: [local]", "backends: [local, docker, kind]")
+    [s] = load_matrix(write(tmp_path, cancel))
+    assert s.faults[0].target == "flow-run"
+    [err] = errors_of(tmp_path, cancel.replace("{kind: cancel,", "{kind: cancel, target: worker,"))
+    assert "faults.0.target: fault 'cancel' cannot target 'worker' (allowed: flow-run)" in err
+    [err] = errors_of(tmp_path, cancel.replace("{kind: cancel,", "{kind: cancel, heal_after_seconds: 5,"))
+    assert "faults.0.heal_after_seconds: fault 'cancel'" in err
+
+
 BACKGROUND = GOOD.replace("{flow: pipeline, parameters: {steps: 2}}", "{flow: background, task_workers: 2}").replace(
     "{kind: kill, when", "{kind: kill, target: task-worker, when")
 

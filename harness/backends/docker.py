@@ -29,6 +29,7 @@ from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, cl
                                     scenario_deployment, shared_database_logs, worker_fault)
 from harness.backends.signals import Grace
 from harness.database import open_database
+from harness.faults import CancelRun
 from harness.net import free_port
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
@@ -441,6 +442,8 @@ class DockerSystem:
             made = RestartDatabase(self.database)
         elif spec.target == "api":
             made = api_fault(spec, deployed)
+        elif spec.kind == "cancel":
+            made = CancelRun(self.api, flow_run_id)
         elif spec.target == "worker":
             made = worker_fault(spec, deployed)
         else:

@@ -25,6 +25,7 @@ from harness.api import APIError
 from harness.backends import Deployed
 from harness.backends.docker import HARNESS_PKG, RestartServerContainer, ServerContainer, remove_backend_objects
 from harness.backends.local import clean_env, flow_env, scenario_deployment
+from harness.faults import CancelRun
 from harness.kind import KIND_NETWORK, KindCluster, Mount, owned
 from harness.scenario import FLOWS_DIR, FaultSpec, Scenario, parse_bytes
 
@@ -288,6 +289,8 @@ class KindSystem:
         resolve = workers if spec.target == "worker" else runs
         if spec.target == "server":
             made: Any = RestartServerContainer(self.server, self._publish_server)
+        elif spec.kind == "cancel":
+            made = CancelRun(self.api, flow_run_id)
         elif spec.kind in ("kill", "kill-worker", "terminate", "evict"):
             made = kube.PodFault("kill" if spec.kind == "kill-worker" else spec.kind, self.core, resolve,
                                  spec.grace_seconds, self.session)

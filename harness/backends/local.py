@@ -26,6 +26,7 @@ from harness.backends import Deployed
 from harness.backends.signals import SignalFault
 from harness.backends.taskworkers import TaskWorkerFault, TaskWorkers
 from harness.database import open_database
+from harness.faults import CancelRun
 from harness.ledger import LEDGER_ENV
 from harness.net import free_port
 from harness.proxy import ApiFault, FaultProxy
@@ -427,6 +428,8 @@ class LocalSystem:
             made = RestartDatabase(self.database)
         elif spec.target == "api":
             made = api_fault(spec, deployed)
+        elif spec.kind == "cancel":
+            made = CancelRun(self.api, flow_run_id)
         elif spec.kind == "oom":
             limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
             made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
