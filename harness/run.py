@@ -244,7 +244,7 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
              turn: float | None) -> dict[str, Any]:
     scenario, system, deployed, instance = prepared.scenario, prepared.system, prepared.deployed, prepared.instance
     backend = system.name
-    expect = scenario.expect.for_backend(backend)
+    expect = scenario.expect.for_backend(backend, prefect_version)
     params, tags = scenario.workload.parameters, ["chaos", instance]
     turn = prepared.began if turn is None else turn
     started = time.time()

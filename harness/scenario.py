@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS, RUN_SHARED_TARGETS
@@ -284,8 +285,35 @@ class ExpectationOverride(Expectation):
     settle_within_seconds: float | None = Field(None, gt=0)  # type: ignore[assignment]
 
 
+def _specifiers(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        try:
+            SpecifierSet(key)
+        except InvalidSpecifier:
+            raise ValueError(f"{key!r} is not a Prefect version specifier (e.g. '<3.7' or '>=3.6,<3.8')") from None
+    return value
+
+
+def _matching(overrides: dict[str, ExpectationOverride], version: str | None) -> list[ExpectationOverride]:
+    """The overrides whose specifier the Prefect ``version`` satisfies, in the file's order."""
+    if not version:
+        return []
+    return [o for key, o in overrides.items() if SpecifierSet(key).contains(version, prereleases=True)]
+
+
+class BackendOverride(ExpectationOverride):
+    # what this backend does differently on some Prefect versions, keyed by a version specifier
+    prefect: dict[str, ExpectationOverride] = Field(default_factory=dict)
+
+    _versions = field_validator("prefect")(lambda cls, v: _specifiers(v))
+
+
 class FullExpectation(Expectation):
-    backends: dict[str, ExpectationOverride] = Field(default_factory=dict)
+    backends: dict[str, BackendOverride] = Field(default_factory=dict)
+    # what differs on some Prefect versions (every backend), keyed by a version specifier: '<3.7'
+    prefect: dict[str, ExpectationOverride] = Field(default_factory=dict)
+
+    _versions = field_validator("prefect")(lambda cls, v: _specifiers(v))
 
     @field_validator("backends")
     @classmethod
@@ -295,11 +323,19 @@ class FullExpectation(Expectation):
                 raise ValueError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
         return value
 
-    def for_backend(self, backend: str) -> Expectation:
-        base = self.model_dump(exclude={"backends"})
+    def for_backend(self, backend: str, prefect_version: str | None = None) -> Expectation:
+        """The expectation for ``backend`` on Prefect ``prefect_version`` (None: any version).
+
+        Layered, each over the one before: the row, its overrides for this Prefect version, the
+        backend's override, the backend's overrides for this version.  A backend's override thus
+        wins over a version's, as it wins over the row's."""
+        base = self.model_dump(exclude={"backends", "prefect"})
+        layers = _matching(self.prefect, prefect_version)
         override = self.backends.get(backend)
         if override is not None:
-            base.update(override.model_dump(exclude_unset=True))
+            layers += [override] + _matching(override.prefect, prefect_version)
+        for layer in layers:
+            base.update(layer.model_dump(exclude_unset=True, exclude={"prefect"}))
         return Expectation.model_validate(base)
 
 

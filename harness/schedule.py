@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from harness import procs
 from harness.scenario import Scenario
+from harness.session import prefect_version
 
 Case = tuple[Scenario, str]
 SHARED_TARGETS = frozenset({"server", "node", "database"})  # faults that would hit every case on the system
@@ -36,7 +37,8 @@ def runs_alone(case: Case) -> bool:
 def plan(cases: list[Case]) -> list[Case]:
     """The order to start cases in: longest bound first (a longest-processing-time schedule), the
     cases that must run alone last, so they wait for the others instead of holding them up."""
-    return sorted(cases, key=lambda c: (runs_alone(c), -c[0].expect.for_backend(c[1]).settle_within_seconds))
+    version = prefect_version()
+    return sorted(cases, key=lambda c: (runs_alone(c), -c[0].expect.for_backend(c[1], version).settle_within_seconds))
 
 
 class ExclusiveLock:

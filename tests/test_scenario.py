@@ -42,6 +42,29 @@ def test_good_row_loads_with_defaults_and_backend_override(tmp_path):
     assert s.expect.for_backend("docker").settle_within_seconds == 30
 
 
+def test_prefect_version_overrides_layer_under_the_backends_own(tmp_path):
+    row = GOOD.replace("""    backends:
+      docker: {final: [CRASHED, FAILED]}""", """    message: "new words"
+    prefect:
+      "<3.7": {final: running, message: null}
+      ">=3.6,<3.7": {settle_within_seconds: 90}
+    backends:
+      docker:
+        final: [CRASHED, FAILED]
+        prefect: {"<3.7": {run_count: 2}}""")
+    [s] = load_matrix(write(tmp_path, row))
+    local_38, local_36 = s.expect.for_backend("local", "3.8.8"), s.expect.for_backend("local", "3.6.29")
+    assert (local_38.final, local_38.message, local_38.settle_within_seconds) == ("CRASHED", "new words", 30)
+    assert (local_36.final, local_36.message, local_36.settle_within_seconds) == ("RUNNING", None, 90)
+    # a backend's override wins over a version's (as over the row's); its own versions win over it
+    docker_36 = s.expect.for_backend("docker", "3.6.29")
+    assert (docker_36.final, docker_36.message, docker_36.run_count) == (["CRASHED", "FAILED"], None, 2)
+    assert s.expect.for_backend("docker", "3.8.8").run_count is None
+    # an unknown version takes no version's override; prereleases count as their version
+    assert s.expect.for_backend("local").final == "CRASHED"
+    assert s.expect.for_backend("local", "3.6.30rc1").final == "RUNNING"
+
+
 def test_a_state_trigger_may_count_seconds_from_when_it_was_seen(tmp_path):
     for when, delayed in [("{task: step-1, state: running, after_seconds: 1.5}", True),
                           ("{flow_state: running, after_seconds: 0}", True),
@@ -69,6 +92,13 @@ def test_a_state_trigger_may_count_seconds_from_when_it_was_seen(tmp_path):
     (("id: kill-it", "id: Kill_It"), "id", "lowercase words"),
     (("title: t", "title: t\n  colour: red"), "colour", "Extra inputs are not permitted"),
     (("docker: {final", "mars: {final"), "expect.backends", "unknown backend 'mars'"),
+    # Prefect-version overrides: keyed by a version specifier, of the row or of a backend
+    (("    backends:", "    prefect: {'3.x': {final: failed}}\n    backends:"), "expect.prefect",
+     "'3.x' is not a Prefect version specifier"),
+    (("docker: {final: [CRASHED, FAILED]}", "docker: {prefect: {'<3.7': {colour: red}}}"),
+     "expect.backends.docker.prefect.<3.7.colour", "Extra inputs are not permitted"),
+    (("docker: {final: [CRASHED, FAILED]}", "docker: {prefect: {'<3.7': {prefect: {}}}}"),
+     "expect.backends.docker.prefect.<3.7.prefect", "Extra inputs are not permitted"),
     # API faults: their own fields, on their own kinds only
     (("{kind: kill,", "{kind: api-error,"), "faults.0.status", "needs it"),
     (("{kind: kill,", "{kind: kill, status: 500,"), "faults.0.status", "only api-error has 'status'"),

@@ -33,6 +33,7 @@ from typing import Any
 
 from harness.ctk import find_scenario
 from harness.scenario import BACKENDS, STATE_TYPES, Expectation, Scenario
+from harness.session import prefect_version
 
 ACTIONS, PROBES, TOLERANCES = "harness.ctk.actions", "harness.ctk.probes", "harness.ctk.tolerances"
 RUNTIME = {"hypothesis": {"strategy": "after-method-only"}, "rollbacks": {"strategy": "always"}}
@@ -68,7 +69,7 @@ def refusals(scenario: Scenario, backend: str) -> list[str]:
             no(f"faults.{i}", f"comes after faults.{healing}, which heals after "
                               f"{scenario.faults[healing].heal_after_seconds:g}s, at another trigger: the harness "
                               "heals while it waits for this trigger, a method runs one activity after the other")
-    expect = scenario.expect.for_backend(backend)
+    expect = scenario.expect.for_backend(backend, prefect_version())
     if expect.subflows is not None:
         for name in ("final_name", "message", "run_count"):
             if getattr(expect.subflows, name) is not None:
@@ -217,7 +218,7 @@ def experiment(scenario: Scenario, backend: str = "local", matrix: str | None = 
     errors = refusals(scenario, backend)
     if errors:
         raise ExportRefused(errors)
-    expect = scenario.expect.for_backend(backend)
+    expect = scenario.expect.for_backend(backend, prefect_version())
     tags = ["prefect", "chaos-harness", f"scenario:{scenario.id}", f"backend:{backend}",
             *dict.fromkeys(f"fault:{f.kind}" for f in scenario.faults)]
     if expect.unverified:

@@ -25,7 +25,7 @@ from typing import Any
 from harness.backends import Deployed, System
 from harness.faults import FAULT_KINDS, FaultRecord
 from harness.scenario import Expectation, FaultSpec, Scenario
-from harness.session import ChaosSession
+from harness.session import ChaosSession, prefect_version
 
 LOCK = threading.RLock()  # background activities run in threads
 
@@ -76,7 +76,7 @@ class Run:
 
     @property
     def expect(self) -> Expectation:
-        return self.scenario.expect.for_backend(self.backend)
+        return self.scenario.expect.for_backend(self.backend, prefect_version())
 
     def describe(self) -> str:
         return f"scenario {self.scenario.id!r} on {self.backend}, flow run {self.flow_run_id}"
