@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from harness.history import TERMINAL
+
 # kind -> (allowed targets, heals?)  A healing fault must say when it heals, unless it may also be
 # left unhealed (freeze: "frozen, not dead" both healed and not).
 FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
@@ -134,7 +136,11 @@ class CancelRun:
         status = answer.get("status")
         if status != "ACCEPT":
             reason = (answer.get("details") or {}).get("reason")
-            raise RuntimeError(f"the server answered {status} to CANCELLING" + (f": {reason}" if reason else ""))
+            refused = f"the server answered {status} to CANCELLING" + (f": {reason}" if reason else "")
+            state = (self.api.flow_run(self.flow_run_id).get("state") or {}).get("type")
+            if state in TERMINAL:  # as a kill finds no process: nothing left to cancel
+                raise LookupError(f"the flow run had already ended ({state}); {refused}")
+            raise RuntimeError(refused)
         return {"proposed": "CANCELLING", "answer": status}
 
     def heal(self) -> dict[str, Any]:

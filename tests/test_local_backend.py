@@ -143,3 +143,20 @@ def test_a_delayed_triggers_clock_runs_while_an_earlier_fault_waits(local):
     assert freeze["error"] is None and kill["error"] is None, (freeze, kill)
     assert kill["injected_at"] - freeze["injected_at"] < 0.9, kill["injected_at"] - freeze["injected_at"]
     assert entry["verdict"]["figures"]["executions"]["step-2"] == 1
+
+
+def test_a_cancel_of_a_run_that_already_ended_finds_no_target(local):
+    """A cancel whose run ended first is refused by the server (a terminal state is final): that
+    is reported as a kill's vanished process is, a LookupError (a storm counts it as not fired),
+    not as the server failing the harness."""
+    from harness.faults import CancelRun
+
+    row = scenario(id="cancel-too-late", title="a cancel after the end",
+                   workload={"flow": "pipeline", "parameters": {"steps": 1, "sleep": 0}}, config={},
+                   faults=[], expect={"final": "COMPLETED", "settle_within_seconds": 60})
+    entry = run_scenario(row, local)
+    assert entry["verdict"]["figures"]["final"] == "COMPLETED"
+    run_id = entry["history"]["flow_runs"][0]["id"]
+    with pytest.raises(LookupError, match=r"already ended \(COMPLETED\); the server answered (REJECT|ABORT)"):
+        CancelRun(local.api, run_id).inject()
+    assert local.api.flow_run(run_id)["state"]["type"] == "COMPLETED"
