@@ -73,6 +73,17 @@ def test_backend_overrides_message_and_infrastructure_figures():
     assert p["exit-code"]["tolerance"] == 137 and p["oom-killed"]["tolerance"] is False
 
 
+def test_the_expectation_exported_is_the_installed_prefects():
+    from harness.session import prefect_version
+
+    made = row(expect={"final": "COMPLETED", "settle_within_seconds": 60,
+                       "prefect": {"<3": {"final": "FAILED"}, ">=3": {"final": "CANCELLED"}}})
+    exp = experiment(made)
+    assert by_name(exp["steady-state-hypothesis"]["probes"])["final-state"]["tolerance"] == "CANCELLED"
+    [ext] = exp["extensions"]
+    assert ext["prefect_version"] == prefect_version() and ext["expectation"]["final"] == "CANCELLED"
+
+
 def test_a_healing_fault_is_injected_then_healed_after_its_time():
     exp = export("api-503-brief")
     start, inject, heal = exp["method"]

@@ -218,7 +218,8 @@ def experiment(scenario: Scenario, backend: str = "local", matrix: str | None = 
     errors = refusals(scenario, backend)
     if errors:
         raise ExportRefused(errors)
-    expect = scenario.expect.for_backend(backend, prefect_version())
+    version = prefect_version()
+    expect = scenario.expect.for_backend(backend, version)
     tags = ["prefect", "chaos-harness", f"scenario:{scenario.id}", f"backend:{backend}",
             *dict.fromkeys(f"fault:{f.kind}" for f in scenario.faults)]
     if expect.unverified:
@@ -241,6 +242,8 @@ def experiment(scenario: Scenario, backend: str = "local", matrix: str | None = 
         "extensions": [{
             "name": "prefect-chaos-harness",
             "scenario": scenario.id, "backend": backend,
+            # the expectation as resolved for this Prefect (the matrix's expect.prefect overrides)
+            "prefect_version": version,
             "expectation": expect.model_dump(mode="json", exclude_none=True),
             "claim": scenario.claim.model_dump(mode="json", exclude_none=True) if scenario.claim else None,
         }],
