@@ -79,7 +79,7 @@ def test_it_uses_only_the_projects_documented_commands(workflow, repo_root):
         assert command.startswith(("pip install tox", "tox -e chaos-prefect")), line
     chaos = next(line for line in lines if "tox -e" in line)
     assert "tox -e chaos-prefect${{ matrix.prefect }} -- --backend ${{ matrix.backend }}" in chaos
-    for documented in ("pip install tox", "tox -e chaos-prefect38", "--backend kind", "--chaos-kube-version",
+    for documented in ("pip install tox", "tox -e chaos-prefect39", "--backend kind", "--chaos-kube-version",
                        "--keep-journals", "CHAOS_REQUIRE_BACKENDS"):
         assert documented in readme, f"README does not document {documented!r}"
     assert "--chaos-kube-version {0}', matrix.kube" in chaos  # kind cells pass their Kubernetes version
