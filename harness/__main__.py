@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.journal import JOURNAL_ENV, default_path
+from harness.journal import JOURNAL_ENV, ROUND_ENV, default_path
 from harness.scenario import MatrixError, load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,8 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
             print(f"round {round_} of {args.repeat}", flush=True)
             # its own process group: a terminal's Ctrl-C reaches this process only, which passes it on
             # once; no stdin (a background process group reading the terminal would be stopped)
-            child = subprocess.Popen(command, process_group=0, stdin=subprocess.DEVNULL)
+            child = subprocess.Popen(command, process_group=0, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, ROUND_ENV: f"{round_}/{args.repeat}"})
             codes.append(child.wait())
             if codes[-1] not in (0, 1):  # 2 interrupted, 3 internal error, 4 usage, 5 nothing selected
                 break
@@ -133,21 +134,28 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
 
 def repeat_summary(journal: Path, since: float, rounds: int) -> str:
     """Per case (scenario@backend), its outcomes over the rounds, from the journal lines written
-    since ``since``; a case whose rounds disagree is marked."""
+    since ``since``; a case whose rounds disagree is marked, naming the rounds (from each line's
+    ``round``) of its less common outcomes."""
     from collections import Counter
 
     from harness import journal as journal_mod
 
-    outcomes: dict[str, list[str]] = {}
+    outcomes: dict[str, list[tuple[str, int | None]]] = {}
     for entry in journal_mod.read(journal):
         if entry.get("started_at", 0) >= since and "verdict" in entry:
             case = f"{entry['scenario']}@{entry['backend']}"
-            outcomes.setdefault(case, []).append(entry["verdict"]["outcome"])
+            index = (entry.get("round") or {}).get("index")
+            outcomes.setdefault(case, []).append((entry["verdict"]["outcome"], index))
     lines = [f"repeats: {rounds} round(s) in {journal}"]
     for case, seen in sorted(outcomes.items()):
-        counts = Counter(seen)
+        counts = Counter(outcome for outcome, _ in seen)
         told = ", ".join(f"{n} of {len(seen)} {outcome}" for outcome, n in counts.most_common())
-        lines.append(f"  {case}: {told}" + ("  (the rounds disagree)" if len(counts) > 1 else ""))
+        if len(counts) > 1:
+            odd = [f"{outcome} in round {', '.join(str(i) for i in sorted(idx))}"
+                   for outcome, _ in counts.most_common()[1:]
+                   if (idx := {i for o, i in seen if o == outcome and i is not None})]
+            told += "  (the rounds disagree" + (f": {'; '.join(odd)}" if odd else "") + ")"
+        lines.append(f"  {case}: {told}")
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from harness.journal import JOURNAL_ENV, Journal
+from harness.journal import JOURNAL_ENV, Journal, repeat_round
 from harness.run import Runner
 from harness.schedule import Scheduler
 from harness.session import ChaosSession, prefect_version
@@ -27,7 +27,7 @@ def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
 
 @pytest.fixture(scope="session")
 def chaos_journal() -> Journal:
-    return Journal(os.environ[JOURNAL_ENV])
+    return Journal(os.environ[JOURNAL_ENV], repeat_round())
 
 
 @pytest.fixture(scope="session")

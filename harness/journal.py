@@ -15,19 +15,42 @@ from typing import Any, Iterator
 
 REPORTS_DIR = Path(__file__).resolve().parent.parent / "reports"
 JOURNAL_ENV = "CHAOS_JOURNAL"  # the journal of this run; xdist workers inherit it
+ROUND_ENV = "CHAOS_REPEAT_ROUND"  # "k/N": this session is round k of ``run --repeat N``
 
 
 def default_path() -> Path:
     return REPORTS_DIR / time.strftime("journal-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
 
 
+def repeat_round(value: str | None = None) -> dict[str, int] | None:
+    """The round of ``run --repeat`` this session is, from ``CHAOS_REPEAT_ROUND`` ("k/N"), as
+    ``{"index": k, "of": N}``; None outside a repeat.  A malformed value is a ValueError that says
+    what it should be (checked when the session starts, before anything runs)."""
+    raw = os.environ.get(ROUND_ENV) if value is None else value
+    if not raw:
+        return None
+    index, sep, of = raw.partition("/")
+    try:
+        k, n = int(index), int(of)
+    except ValueError:
+        k = n = 0
+    if not sep or not 1 <= k <= n:
+        raise ValueError(f"{ROUND_ENV}={raw!r}: expected 'k/N' with 1 <= k <= N (set by run --repeat)")
+    return {"index": k, "of": n}
+
+
 class Journal:
-    def __init__(self, path: Path | str):
+    """Appends whole result lines; each names the ``run --repeat`` round it came from, if any."""
+
+    def __init__(self, path: Path | str, round_: dict[str, int] | None = None):
         self.path = Path(path)
+        self.round = round_
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # concurrent cases append whole lines, one at a time
 
     def write(self, entry: dict[str, Any]) -> None:
+        if self.round is not None:
+            entry = {**entry, "round": self.round}
         data = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             self._append(data)

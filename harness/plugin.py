@@ -68,6 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if prefect_version() != wanted:
             raise pytest.UsageError(f"CHAOS_PREFECT_VERSION={wanted}, but Prefect {prefect_version()} is installed "
                                     "(a dependency upgraded it?): the run would measure the wrong version")
+    try:
+        journal_mod.repeat_round()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
     context = config.getoption("--chaos-kube-context")
     if context:  # the interlock, before anything runs: an existing context must be allowed by name
         from harness.kind import ContextRefused, check_context

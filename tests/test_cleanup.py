@@ -230,4 +230,5 @@ def test_ctrl_c_during_a_repeat_round_ends_that_round_cleanly_and_starts_no_othe
     assert procs.find(session) == []
     assert not any(d.exists() for d in workdirs)
     assert not port_open(port)
-    assert [json.loads(l)["scenario"] for l in journal.read_text().splitlines()] == ["quick-one"]
+    assert [(json.loads(l)["scenario"], json.loads(l)["round"]) for l in journal.read_text().splitlines()] == [
+        ("quick-one", {"index": 1, "of": 3})]

@@ -92,6 +92,32 @@ def test_repeat_summary_counts_each_case_over_the_rounds_and_marks_disagreement(
     ]
 
 
+def test_repeat_summary_names_the_rounds_that_disagree(tmp_path):
+    from harness.__main__ import repeat_summary
+
+    def line(outcome, at, index):
+        return json.dumps({"scenario": "kill-a", "backend": "local", "started_at": at,
+                           "verdict": {"outcome": outcome}, "round": {"index": index, "of": 5}})
+
+    journal = tmp_path / "j.jsonl"
+    journal.write_text("\n".join([line("pass", 11, 1), line("fail", 21, 2), line("pass", 31, 3), line("unknown", 32, 3),
+                                   line("fail", 41, 4), line("pass", 51, 5)]) + "\n")  # round 3 ran it twice
+    assert repeat_summary(journal, since=10, rounds=5).splitlines()[1] == (
+        "  kill-a@local: 3 of 6 pass, 2 of 6 fail, 1 of 6 unknown"
+        "  (the rounds disagree: fail in round 2, 4; unknown in round 3)")
+
+
+def test_a_malformed_repeat_round_is_a_usage_error_before_anything_runs(tmp_path, repo_root):
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--journal", str(tmp_path / "j.jsonl"),
+                           "-p", "no:cacheprovider"], cwd=repo_root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CHAOS_REPEAT_ROUND": "3"})
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "CHAOS_REPEAT_ROUND='3': expected 'k/N'" in done.stderr
+    assert not (tmp_path / "j.jsonl").exists()
+
+
 def test_repeat_must_be_at_least_one(capsys):
     from harness.__main__ import main
 

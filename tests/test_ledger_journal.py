@@ -52,6 +52,28 @@ def test_journal_appends_and_skips_a_torn_last_line(tmp_path):
     assert [e["scenario"] for e in journal.read(j.path)] == ["a", "b"]
 
 
+def test_journal_lines_name_their_repeat_round(tmp_path, monkeypatch):
+    """``run --repeat`` sets CHAOS_REPEAT_ROUND=k/N for each round; every line of that round says so."""
+    monkeypatch.setenv(journal.ROUND_ENV, "2/5")
+    j = journal.Journal(tmp_path / "j.jsonl", journal.repeat_round())
+    j.write({"scenario": "a"})
+    journal.Journal(tmp_path / "j.jsonl").write({"scenario": "b"})  # outside a repeat: no round
+    assert list(journal.read(tmp_path / "j.jsonl")) == [{"scenario": "a", "round": {"index": 2, "of": 5}},
+                                                        {"scenario": "b"}]
+
+
+def test_a_malformed_repeat_round_is_refused_saying_what_it_should_be(monkeypatch):
+    monkeypatch.delenv(journal.ROUND_ENV, raising=False)
+    assert journal.repeat_round() is None
+    for bad in ("2", "x/3", "0/3", "4/3", "2/"):
+        try:
+            journal.repeat_round(bad)
+        except ValueError as exc:
+            assert f"CHAOS_REPEAT_ROUND={bad!r}: expected 'k/N' with 1 <= k <= N" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+
+
 def test_execution_brackets_a_body_and_records_its_error(tmp_path, monkeypatch):
     monkeypatch.setenv(ledger.LEDGER_ENV, str(tmp_path / "l.jsonl"))
     with ledger.execution("ok"):
