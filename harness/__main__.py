@@ -151,9 +151,12 @@ def repeat_summary(journal: Path, since: float, rounds: int) -> str:
         counts = Counter(outcome for outcome, _ in seen)
         told = ", ".join(f"{n} of {len(seen)} {outcome}" for outcome, n in counts.most_common())
         if len(counts) > 1:
-            odd = [f"{outcome} in round {', '.join(str(i) for i in sorted(idx))}"
-                   for outcome, _ in counts.most_common()[1:]
-                   if (idx := {i for o, i in seen if o == outcome and i is not None})]
+            rounds_of: dict[str, set[int]] = {}
+            for outcome, index in seen:
+                if index is not None:  # a journal from before rounds were recorded has none
+                    rounds_of.setdefault(outcome, set()).add(index)
+            odd = [f"{outcome} in round {', '.join(map(str, sorted(rounds_of[outcome])))}"
+                   for outcome, _ in counts.most_common()[1:] if outcome in rounds_of]
             told += "  (the rounds disagree" + (f": {'; '.join(odd)}" if odd else "") + ")"
         lines.append(f"  {case}: {told}")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from harness.journal import JOURNAL_ENV, Journal, repeat_round
+from harness.journal import JOURNAL_ENV, Journal
 from harness.run import Runner
 from harness.schedule import Scheduler
 from harness.session import ChaosSession, prefect_version
@@ -26,8 +26,10 @@ def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
 
 
 @pytest.fixture(scope="session")
-def chaos_journal() -> Journal:
-    return Journal(os.environ[JOURNAL_ENV], repeat_round())
+def chaos_journal(pytestconfig: pytest.Config) -> Journal:
+    from harness.plugin import ROUND_KEY
+
+    return Journal(os.environ[JOURNAL_ENV], pytestconfig.stash[ROUND_KEY])  # checked in pytest_configure
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from harness.scenario import BACKENDS, MatrixError, load_matrix, select
 pytest_plugins = ["harness.fixtures"]
 
 MATRIX_KEY = pytest.StashKey[list]()
+ROUND_KEY = pytest.StashKey["dict[str, int] | None"]()  # this session's run --repeat round
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"CHAOS_PREFECT_VERSION={wanted}, but Prefect {prefect_version()} is installed "
                                     "(a dependency upgraded it?): the run would measure the wrong version")
     try:
-        journal_mod.repeat_round()
+        config.stash[ROUND_KEY] = journal_mod.repeat_round()
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     context = config.getoption("--chaos-kube-context")
