@@ -17,7 +17,8 @@ scheduler does), and prints per case and overall:
   1.5x), and the least time the processes under test needed on this machine's cores (their CPU
   seconds / cores);
 - state-observation lag: when the harness first saw the main run terminal, minus the time Prefect
-  recorded that state;
+  recorded that state; beside it how the watch's polls went: how many the server did not answer (the
+  harness asks it directly, not through the fault proxy: a server a scenario stops counts too) and the longest the harness went without an answer;
 - the harness process's peak RSS and CPU seconds (and its children's);
 - where the CPU went: every process of the session sampled each second, by role (the server, the
   workers, the flow-run processes, the task workers, a database, the harness itself), so the least
@@ -108,11 +109,24 @@ def case_figures(entry: dict[str, Any], cleanup: float | None = None) -> dict[st
             "overhead": round(wall - own - quiet, 2), "overhead_with_quiet": round(wall - own, 2),
             "deploy": timing.get("deploy"), "deploy_waited": timing.get("deploy_waited"),
             "prepared_ahead": timing.get("prepared_ahead"), "follow_ups": timing.get("follow_ups"),
-            "collect": timing.get("collect"), "cleanup": cleanup, "lag": observation_lag(entry)}
+            "collect": timing.get("collect"), "cleanup": cleanup, "lag": observation_lag(entry),
+            "polls": timing.get("polls")}  # None in a journal from before polls were counted
 
 
 def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
+
+
+def _poll_figures(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The polls over all cases that counted them: how many the API left unanswered, and the
+    longest any watch went without an answer (and whose)."""
+    counted = [c for c in cases if c.get("polls")]
+    if not counted:
+        return {}
+    blind = max(counted, key=lambda c: c["polls"]["blind"])
+    return {"polls": sum(c["polls"]["count"] for c in counted),
+            "polls_unanswered": sum(c["polls"]["unanswered"] for c in counted),
+            "blind_worst": blind["polls"]["blind"], "blind_worst_case": blind["case"]}
 
 
 def summarize(cases: list[dict[str, Any]], matrix_wall: float, usage: dict[str, float]) -> dict[str, Any]:
@@ -132,6 +146,7 @@ def summarize(cases: list[dict[str, Any]], matrix_wall: float, usage: dict[str, 
         "matrix_over_longest": round(matrix_wall / longest, 2) if longest else None,
         "lag_median": round(statistics.median(lags), 3) if lags else None,
         "lag_worst": round(max(lags), 3) if lags else None,
+        **_poll_figures(cases),
         "cores": cores,
         **usage,
     }
@@ -289,6 +304,9 @@ def render(result: dict[str, Any]) -> str:
         f"(target: <= {MATRIX_TARGET:g}x: {met[s['matrix_target_met']]}){floor}",
         f"state-observation lag: median {s['lag_median']} s, worst {s['lag_worst']} s",
     ]
+    if "polls" in s:
+        lines.append(f"  polls: {s['polls_unanswered']} of {s['polls']} unanswered (a stopped server's too); the longest "
+                     f"without an answer {s['blind_worst']} s ({s['blind_worst_case']})")
     if "harness_peak_rss_mib" in s:
         lines.append(f"harness process: peak RSS {s['harness_peak_rss_mib']} MiB, CPU {s['harness_cpu_seconds']} s "
                      f"(its children: {s['children_cpu_seconds']} CPU s)")

@@ -2,7 +2,8 @@
 
 ``Snapshot`` is what one poll sees (the run's state, its tasks' states, subflows included);
 ``fired`` decides a trigger from a snapshot, and ``first_seen`` keeps when a delayed trigger's
-state was first seen across polls; both are pure.  ``collect`` reads the full state
+state was first seen across polls; both are pure, as is ``Polls``, the account of how the polls
+went (the longest the harness went without an answer bounds how late it can see anything).  ``collect`` reads the full state
 history of every flow run and task run of the scenario once the run has settled: the API's own
 record, so a transition too quick for polling is still in the history.
 """
@@ -21,7 +22,7 @@ from harness.scenario import Trigger
 
 @dataclass
 class Snapshot:
-    at: float
+    at: float  # when the answer came: what it shows, the harness saw then (a busy server answers late)
     flow_state: str | None = None  # None: the API did not answer
     tasks: dict[str, str] = field(default_factory=dict)  # task run name -> state type (the latest attempt's)
     run_count: int = 0  # the flow run's, as the API counts entries into Running
@@ -29,6 +30,34 @@ class Snapshot:
     @property
     def terminal(self) -> bool:
         return self.flow_state in TERMINAL
+
+
+@dataclass
+class Polls:
+    """How one watch's polls went: how many, how many the API did not answer, the slowest, and
+    ``blind``, the longest the harness went without an answer (from the watch's start to its first
+    answer, between answers, from the last answer to the watch's end): nothing that happens can be
+    seen later than that, so it explains a long observation lag or a trigger seen too late."""
+    started: float
+    count: int = 0
+    unanswered: int = 0
+    slowest: float = 0.0
+    blind: float = 0.0
+    answered_at: float | None = None
+
+    def add(self, sent: float, done: float, answered: bool) -> None:
+        self.count += 1
+        self.slowest = max(self.slowest, done - sent)
+        if answered:
+            self.blind = max(self.blind, done - (self.started if self.answered_at is None else self.answered_at))
+            self.answered_at = done
+        else:
+            self.unanswered += 1
+
+    def as_dict(self, ended: float) -> dict[str, float | int]:
+        since = self.started if self.answered_at is None else self.answered_at
+        return {"count": self.count, "unanswered": self.unanswered, "slowest": round(self.slowest, 3),
+                "blind": round(max(self.blind, ended - since), 3)}
 
 
 def holds(trigger: Trigger, snap: Snapshot) -> bool:
@@ -84,7 +113,9 @@ def snapshots(api: PrefectAPI, run_ids: list[str], with_tasks: bool) -> dict[str
         return {run_ids[0]: snapshot(api, run_ids[0], with_tasks)}
     snaps = {r: Snapshot(at=time.time()) for r in run_ids}
     try:
-        for raw in api.flow_runs(run_ids):
+        rows, at = api.flow_runs(run_ids), time.time()
+        for raw in rows:
+            snaps[raw["id"]].at = at
             snaps[raw["id"]].flow_state = (raw.get("state") or {}).get("type")
             snaps[raw["id"]].run_count = raw.get("run_count") or 0
         if with_tasks:  # a storm's runs have no subflows: the workload is flat
@@ -103,6 +134,7 @@ def snapshot(api: PrefectAPI, run_id: str, with_tasks: bool) -> Snapshot:
     snap = Snapshot(at=time.time())
     try:
         raw = api.flow_run(run_id)
+        snap.at = time.time()
         snap.flow_state, snap.run_count = (raw.get("state") or {}).get("type"), raw.get("run_count") or 0
         if with_tasks:
             runs = [run_id] + [r["id"] for r in api.subflow_runs([run_id])]

@@ -63,13 +63,14 @@ def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
 
 
 def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list[str], armed: list[Armed],
-           bound: float) -> tuple[float | None, float | None]:
+           bound: float, polls: observe.Polls | None = None) -> tuple[float | None, float | None]:
     """Drive faults while the runs go; return once they settled (or at the bound), with the time
     the harness first saw the first run terminal (the benchmark's observation lag) and when it
     began to watch the settled runs for a late change (the scenario's quiet period; None if they
     never settled).  A heal is the harness's own act: the watch lasts at least the quiet period
     past every heal, bound or not, so a run that starts late (a loaded machine) is still seen
-    after its process resumes, not judged by the state it had when the harness looked away."""
+    after its process resumes, not judged by the state it had when the harness looked away.
+    ``polls``, if given, keeps the account of how the polls went."""
     started = time.time()
     seen_terminal = None
     deadline = started + bound
@@ -78,7 +79,10 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
     while True:
         if procs.STOPPING.is_set():
             raise procs.Stopped(f"the session stopped while {scenario.id} ran")
+        sent = time.time()
         snaps = observe.snapshots(system.api, run_ids, needs_tasks and any(a.fault is None for a in armed))
+        if polls is not None:
+            polls.add(sent, time.time(), any(s.flow_state is not None for s in snaps.values()))
         first = snaps[run_ids[0]]
         if first.terminal and seen_terminal is None:  # taken before faults fire: a poll that fires
             seen_terminal = first.at  # one goes round again at once, and what it saw still counts
@@ -254,9 +258,11 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
                for _ in range(scenario.workload.runs)]
     run_id = run_ids[0]
     armed = arm(scenario, run_ids)
+    polls = observe.Polls(started=time.time())
     try:
-        seen_terminal, quiet_from = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds)
-        quiet_to = time.time()
+        seen_terminal, quiet_from = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds,
+                                           polls)
+        quiet_to = polled = time.time()
     finally:
         _heal_all(armed)
     for a in armed:
@@ -286,7 +292,8 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
               "deploy_waited": round(max(0.0, prepared.ready - turn), 3),
               "prepared_ahead": prepared.ready <= turn, "watch": round(watched - started, 3),
               "quiet": round(quiet, 3), "quiet_from": quiet_from, "follow_ups": round(followed - watched, 3),
-              "collect": round(time.time() - followed, 3), "terminal_seen_at": seen_terminal}
+              "collect": round(time.time() - followed, 3), "terminal_seen_at": seen_terminal,
+              "polls": polls.as_dict(polled)}
     entry = {
         "scenario": scenario.id, "title": scenario.title, "backend": backend, "instance": instance,
         "prefect_version": prefect_version, "harness_version": __version__,

@@ -207,6 +207,16 @@ def test_figures_from_a_journal(tmp_path):
     text = render(result)
     assert "harness process" not in text and "None" not in text
     assert "cleanup after the journal line: not in a journal" in text
+    assert "polls:" not in text  # lines from before polls were counted: no figure rather than a false one
+    counted = [{**line, "timing": {**line["timing"], "polls": polls}} for line, polls in
+               zip(lines, [{"count": 80, "unanswered": 0, "slowest": 0.1, "blind": 0.4},
+                           {"count": 40, "unanswered": 6, "slowest": 5.0, "blind": 31.5}])]
+    counted[1]["scenario"] = "storm"
+    path.write_text("\n".join(json.dumps(x) for x in counted) + "\n")
+    s = from_journal(path)["summary"]
+    assert (s["polls"], s["polls_unanswered"], s["blind_worst"], s["blind_worst_case"]) == (120, 6, 31.5, "storm@local")
+    assert "polls: 6 of 120 unanswered (a stopped server's too); the longest without an answer 31.5 s (storm@local)" \
+        in render(from_journal(path))
     (tmp_path / "empty.jsonl").write_text(json.dumps(old) + "\n")
     with pytest.raises(SystemExit, match="empty.jsonl: no journal line"):
         from_journal(tmp_path / "empty.jsonl")

@@ -95,6 +95,10 @@ def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local, t
     assert fault["healed_at"] is not None and history["ended_at"] >= fault["healed_at"] + 5
     assert entry["verdict"]["figures"]["final"] == "COMPLETED"  # seen after the heal, before: RUNNING
     assert entry["verdict"]["figures"]["executions"] == {"step-1": 1, "step-2": 1}
+    # the watch's polls, each answered by the live server: never long without an answer
+    polls = entry["timing"]["polls"]
+    assert polls["count"] > 20 and polls["unanswered"] == 0
+    assert 0 < polls["slowest"] <= polls["blind"] < entry["timing"]["watch"] / 4
     # the run did settle late, and the verdict says so rather than that it never completed
     assert entry["verdict"]["outcome"] == "fail"
     assert [r for r in entry["verdict"]["reasons"] if not r.startswith("settled after")] == []

@@ -1,6 +1,8 @@
-"""Triggers decided from snapshots (pure)."""
+"""Triggers decided from snapshots (pure), and how the polls that take snapshots are accounted."""
 
-from harness.observe import Snapshot, fired, first_seen
+import time
+
+from harness.observe import Polls, Snapshot, fired, first_seen, snapshot, snapshots
 from harness.scenario import Trigger
 
 
@@ -99,3 +101,39 @@ def test_the_history_and_so_the_checker_and_the_probes_judge_a_re_run_task_by_it
     assert checker._check_tasks(want.tasks, history) == []
     want = Expectation(settle_within_seconds=60, tasks={"work": {"final": "FAILED"}})
     assert checker._check_tasks(want.tasks, history) == ["task work: final state RUNNING (Running), expected FAILED"]
+
+
+def test_the_poll_account_keeps_the_longest_time_without_an_answer():
+    polls = Polls(started=100.0)
+    polls.add(100.0, 100.5, answered=True)  # 0.5 s from the watch's start to the first answer
+    polls.add(100.7, 105.7, answered=False)  # a poll that timed out: no answer, the clock runs on
+    polls.add(105.9, 108.0, answered=True)  # 7.5 s since the last answer, the slowest 5 s
+    polls.add(108.2, 108.3, answered=True)
+    assert polls.as_dict(ended=109.0) == {"count": 4, "unanswered": 1, "slowest": 5.0, "blind": 7.5}
+    # a watch whose last answer came long before its end (a server stopped for good) counts that too
+    assert polls.as_dict(ended=130.3)["blind"] == 22.0
+    assert Polls(started=5.0).as_dict(ended=65.0) == {"count": 0, "unanswered": 0, "slowest": 0.0, "blind": 60.0}
+
+
+class SlowAPI:
+    """A server that takes its time to answer (a storm's load), for the snapshot's timestamps."""
+
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states, self.asked_at = states, None
+
+    def flow_runs(self, ids):
+        self.asked_at = time.time()
+        time.sleep(0.2)
+        return [{"id": i, "state": {"type": self.states[i]}, "run_count": 1} for i in ids]
+
+    def flow_run(self, run_id):
+        return self.flow_runs([run_id])[0]
+
+
+def test_a_snapshot_is_stamped_when_the_answer_came_not_when_it_was_asked():
+    api = SlowAPI({"a": "COMPLETED", "b": "RUNNING"})
+    snaps = snapshots(api, ["a", "b"], with_tasks=False)
+    assert {r: s.flow_state for r, s in snaps.items()} == {"a": "COMPLETED", "b": "RUNNING"}
+    assert all(s.at >= api.asked_at + 0.2 for s in snaps.values())
+    one = snapshot(api, "a", with_tasks=False)
+    assert one.flow_state == "COMPLETED" and one.at >= api.asked_at + 0.2
