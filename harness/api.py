@@ -137,16 +137,18 @@ class PrefectAPI:
         body = {"flow_runs": {"parent_flow_run_id": {"any_": parent_ids}}, "limit": 200}
         return self._call("POST", "/flow_runs/filter", json=body)
 
-    def flow_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
-        return self._paged("/flow_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}})
+    def flow_runs(self, flow_run_ids: list[str], timeout: float | None = None) -> list[dict[str, Any]]:
+        return self._paged("/flow_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}}, timeout=timeout)
 
-    def task_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
-        return self._paged("/task_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}})
+    def task_runs(self, flow_run_ids: list[str], timeout: float | None = None) -> list[dict[str, Any]]:
+        return self._paged("/task_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}}, timeout=timeout)
 
-    def _paged(self, path: str, body: dict[str, Any], page: int = 200) -> list[dict[str, Any]]:
+    def _paged(self, path: str, body: dict[str, Any], page: int = 200,
+               timeout: float | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
+        kw = {"timeout": timeout} if timeout is not None else {}
         while True:
-            got = self._call("POST", path, json={**body, "limit": page, "offset": len(rows)})
+            got = self._call("POST", path, json={**body, "limit": page, "offset": len(rows)}, **kw)
             rows += got
             if len(got) < page:
                 return rows

@@ -107,20 +107,26 @@ def fired(trigger: Trigger, snap: Snapshot, started_at: float, seen_at: float | 
     return holds(trigger, snap)
 
 
+# A storm's poll waits this long for its answer.  Its server, with 50 flow runs starting on the
+# same cores, answers in seconds; a request given up at the client's usual 5 s is sent again only
+# to be given up again, and the harness saw nothing for up to a minute (measured: README).
+STORM_POLL_TIMEOUT = 30.0
+
+
 def snapshots(api: PrefectAPI, run_ids: list[str], with_tasks: bool) -> dict[str, Snapshot]:
     """One poll of several runs (a storm) in two requests; one run is ``snapshot``."""
     if len(run_ids) == 1:
         return {run_ids[0]: snapshot(api, run_ids[0], with_tasks)}
     snaps = {r: Snapshot(at=time.time()) for r in run_ids}
     try:
-        rows, at = api.flow_runs(run_ids), time.time()
+        rows, at = api.flow_runs(run_ids, timeout=STORM_POLL_TIMEOUT), time.time()
         for raw in rows:
             snaps[raw["id"]].at = at
             snaps[raw["id"]].flow_state = (raw.get("state") or {}).get("type")
             snaps[raw["id"]].run_count = raw.get("run_count") or 0
         if with_tasks:  # a storm's runs have no subflows: the workload is flat
             by_run: dict[str, list[dict]] = {}
-            for t in api.task_runs(run_ids):
+            for t in api.task_runs(run_ids, timeout=STORM_POLL_TIMEOUT):
                 by_run.setdefault(t["flow_run_id"], []).append(t)
             for run_id, task_runs in by_run.items():
                 snaps[run_id].tasks = _tasks(task_runs)

@@ -1,7 +1,13 @@
 """Triggers decided from snapshots (pure), and how the polls that take snapshots are accounted."""
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
+from harness.api import PrefectAPI
 from harness.observe import Polls, Snapshot, fired, first_seen, snapshot, snapshots
 from harness.scenario import Trigger
 
@@ -115,25 +121,55 @@ def test_the_poll_account_keeps_the_longest_time_without_an_answer():
     assert Polls(started=5.0).as_dict(ended=65.0) == {"count": 0, "unanswered": 0, "slowest": 0.0, "blind": 60.0}
 
 
-class SlowAPI:
-    """A server that takes its time to answer (a storm's load), for the snapshot's timestamps."""
+class _SlowServer(BaseHTTPRequestHandler):
+    """A Prefect API that takes 0.8 s over each answer, as a server under a storm's load does."""
 
-    def __init__(self, states: dict[str, str]) -> None:
-        self.states, self.asked_at = states, None
+    protocol_version = "HTTP/1.1"
+    states = {"a": "COMPLETED", "b": "RUNNING"}
 
-    def flow_runs(self, ids):
-        self.asked_at = time.time()
-        time.sleep(0.2)
-        return [{"id": i, "state": {"type": self.states[i]}, "run_count": 1} for i in ids]
+    def _answer(self, data) -> None:
+        time.sleep(0.8)
+        body = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-    def flow_run(self, run_id):
-        return self.flow_runs([run_id])[0]
+    def _run(self, run_id):
+        return {"id": run_id, "state": {"type": self.states[run_id]}, "run_count": 1}
+
+    def do_POST(self):  # /flow_runs/filter: the runs asked for
+        asked = json.loads(self.rfile.read(int(self.headers["content-length"])))["flow_runs"]["id"]["any_"]
+        self._answer([self._run(r) for r in asked])
+
+    def do_GET(self):  # /flow_runs/<id>
+        self._answer(self._run(self.path.rsplit("/", 1)[1]))
+
+    def log_message(self, *args):
+        pass
 
 
-def test_a_snapshot_is_stamped_when_the_answer_came_not_when_it_was_asked():
-    api = SlowAPI({"a": "COMPLETED", "b": "RUNNING"})
-    snaps = snapshots(api, ["a", "b"], with_tasks=False)
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a client that gave up waiting: expected here
+        pass
+
+
+@pytest.fixture()
+def slow_api():
+    server = _QuietServer(("127.0.0.1", 0), _SlowServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = PrefectAPI(f"http://127.0.0.1:{server.server_address[1]}", timeout=0.3)  # shorter than its answers
+    yield api
+    api.close()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_storms_poll_waits_for_a_slow_server_and_is_stamped_when_the_answer_came(slow_api):
+    asked = time.time()
+    snaps = snapshots(slow_api, ["a", "b"], with_tasks=False)
     assert {r: s.flow_state for r, s in snaps.items()} == {"a": "COMPLETED", "b": "RUNNING"}
-    assert all(s.at >= api.asked_at + 0.2 for s in snaps.values())
-    one = snapshot(api, "a", with_tasks=False)
-    assert one.flow_state == "COMPLETED" and one.at >= api.asked_at + 0.2
+    assert all(s.at >= asked + 0.8 for s in snaps.values())  # seen when it came, not when it was asked
+    # one run's poll keeps the client's own timeout: an unanswered poll is an observation too
+    assert snapshot(slow_api, "a", with_tasks=False).flow_state is None
