@@ -108,9 +108,11 @@ def fired(trigger: Trigger, snap: Snapshot, started_at: float, seen_at: float | 
 
 
 # A storm's poll waits this long for its answer.  Its server, with 50 flow runs starting on the
-# same cores, answers in seconds; a request given up at the client's usual 5 s is sent again only
-# to be given up again, and the harness saw nothing for up to a minute (measured: README).
-STORM_POLL_TIMEOUT = 30.0
+# same cores, answered in up to 29.9 s (measured: README): given up at the client's usual 5 s, a
+# poll was sent again only to be given up again, and the harness saw nothing for up to 50 s.
+# Longer than the server's own wait for a database connection (Prefect's pool_timeout, 30 s by
+# default), so its answer, or its HTTP 500 for an exhausted pool, comes first.
+STORM_POLL_TIMEOUT = 60.0
 
 
 def snapshots(api: PrefectAPI, run_ids: list[str], with_tasks: bool) -> dict[str, Snapshot]:
