@@ -17,8 +17,9 @@ scheduler does), and prints per case and overall:
   1.5x), and the least time the processes under test needed on this machine's cores (their CPU
   seconds / cores);
 - state-observation lag: when the harness first saw the main run terminal, minus the time Prefect
-  recorded that state; beside it how the watch's polls went: how many the server did not answer (the
-  harness asks it directly, not through the fault proxy: a server a scenario stops counts too) and the longest the harness went without an answer;
+  recorded that state; beside it how the polls went: how many the server did not answer (the
+  harness asks it directly, not through the fault proxy: a server a scenario stops counts too)
+  and the longest the harness went without an answer, from the creation of the case's runs on;
 - the harness process's peak RSS and CPU seconds (and its children's);
 - where the CPU went: every process of the session sampled each second, by role (the server, the
   workers, the flow-run processes, the task workers, a database, the harness itself), so the least

@@ -3,9 +3,9 @@
 ``Snapshot`` is what one poll sees (the run's state, its tasks' states, subflows included);
 ``fired`` decides a trigger from a snapshot, and ``first_seen`` keeps when a delayed trigger's
 state was first seen across polls; both are pure, as is ``Polls``, the account of how the polls
-went (the longest the harness went without an answer bounds how late it can see anything).  ``collect`` reads the full state
-history of every flow run and task run of the scenario once the run has settled: the API's own
-record, so a transition too quick for polling is still in the history.
+went.  ``collect`` reads the full state history of every flow run and task run of the scenario
+once the run has settled: the API's own record, so a transition too quick for polling is still
+in the history.
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ class Snapshot:
 
 @dataclass
 class Polls:
-    """How one watch's polls went: how many, how many the API did not answer, the slowest, and
-    ``blind``, the longest the harness went without an answer (from the watch's start to its first
-    answer, between answers, from the last answer to the watch's end): nothing that happens can be
-    seen later than that, so it explains a long observation lag or a trigger seen too late."""
+    """How one case's polls went: how many, how many the API did not answer, the slowest, and
+    ``blind``, the longest the harness went without an answer (from ``started``, when the case
+    began to create its runs, to the first answer, between answers, from the last answer to the
+    watch's end).  The harness sees nothing in such a gap, so a long one explains a long
+    observation lag or a trigger seen too late; a short one does not rule out a slow server,
+    whose answer can be as old as the time it took (``slowest``)."""
     started: float
     count: int = 0
     unanswered: int = 0

@@ -275,7 +275,7 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
     created = time.time()
     run_id = run_ids[0]
     armed = arm(scenario, run_ids)
-    polls = observe.Polls(started=time.time())
+    polls = observe.Polls(started=started)  # blind while its runs are created too (a storm's 50)
     try:
         seen_terminal, quiet_from = _watch(system, deployed, scenario, run_ids, armed, expect.settle_within_seconds,
                                            polls)
