@@ -1,15 +1,14 @@
 """Triggers decided from snapshots (pure), and how the polls that take snapshots are accounted."""
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from harness.api import PrefectAPI
 from harness.observe import Polls, Snapshot, fired, first_seen, snapshot, snapshots
 from harness.scenario import Trigger
+from stub_http import JSONHandler, serve
 
 
 def test_task_trigger():
@@ -121,49 +120,32 @@ def test_the_poll_account_keeps_the_longest_time_without_an_answer():
     assert Polls(started=5.0).as_dict(ended=65.0) == {"count": 0, "unanswered": 0, "slowest": 0.0, "blind": 60.0}
 
 
-class _SlowServer(BaseHTTPRequestHandler):
+class _SlowServer(JSONHandler):
     """A Prefect API that takes 0.8 s over each answer, as a server under a storm's load does."""
 
-    protocol_version = "HTTP/1.1"
     states = {"a": "COMPLETED", "b": "RUNNING"}
 
-    def _answer(self, data) -> None:
+    def answer(self, data, status=200):
         time.sleep(0.8)
-        body = json.dumps(data).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        super().answer(data, status)
 
     def _run(self, run_id):
         return {"id": run_id, "state": {"type": self.states[run_id]}, "run_count": 1}
 
     def do_POST(self):  # /flow_runs/filter: the runs asked for
-        asked = json.loads(self.rfile.read(int(self.headers["content-length"])))["flow_runs"]["id"]["any_"]
-        self._answer([self._run(r) for r in asked])
+        asked = json.loads(self.body())["flow_runs"]["id"]["any_"]
+        self.answer([self._run(r) for r in asked])
 
     def do_GET(self):  # /flow_runs/<id>
-        self._answer(self._run(self.path.rsplit("/", 1)[1]))
-
-    def log_message(self, *args):
-        pass
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):  # a client that gave up waiting: expected here
-        pass
+        self.answer(self._run(self.path.rsplit("/", 1)[1]))
 
 
 @pytest.fixture()
 def slow_api():
-    server = _QuietServer(("127.0.0.1", 0), _SlowServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = PrefectAPI(f"http://127.0.0.1:{server.server_address[1]}", timeout=0.3)  # shorter than its answers
-    yield api
-    api.close()
-    server.shutdown()
-    server.server_close()
+    with serve(_SlowServer) as port:
+        api = PrefectAPI(f"http://127.0.0.1:{port}", timeout=0.3)  # shorter than its answers
+        yield api
+        api.close()
 
 
 def test_a_storms_poll_waits_for_a_slow_server_and_is_stamped_when_the_answer_came(slow_api):

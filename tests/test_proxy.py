@@ -3,45 +3,31 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from harness.proxy import ApiFault, FaultProxy, Rule, route
 from harness.scenario import FaultSpec
+from stub_http import JSONHandler, serve
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONHandler):
     seen: list[tuple[str, str, bytes]] = []
 
     def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = self.body()
         _Handler.seen.append((self.command, self.path, body))
-        data = json.dumps({"path": self.path, "echo": body.decode()}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.answer({"path": self.path, "echo": body.decode()})
 
     do_GET = do_POST = _answer
-
-    def log_message(self, *args):  # quiet
-        pass
 
 
 @pytest.fixture()
 def upstream():
     _Handler.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serve(_Handler) as port:
+        yield port
 
 
 @pytest.fixture()

@@ -1,15 +1,14 @@
 """Arming faults: which runs of a scenario each fault waits on and hits; creating a storm's runs."""
 
-import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 from harness.api import PrefectAPI
 from harness.run import STORM_CREATORS, _create_runs, arm
 from harness.scenario import Scenario
+from stub_http import JSONHandler, serve
 
 
 def storm(faults, runs=10, sid="storm"):
@@ -45,15 +44,14 @@ def test_without_a_share_a_run_fault_hits_every_run_and_a_shared_target_once():
     assert kinds.count("kill") == 4 and kinds.count("kill-worker") == 1 and kinds.count("api-error") == 1
 
 
-class _CreatingServer(BaseHTTPRequestHandler):
+class _CreatingServer(JSONHandler):
     """POST /deployments/<id>/create_flow_run, each answered 0.3 s later (a busy server), counting
     how many are in flight at once."""
 
-    protocol_version = "HTTP/1.1"
     lock, in_flight, most = threading.Lock(), 0, 0
 
     def do_POST(self):
-        self.rfile.read(int(self.headers["content-length"]))
+        self.body()
         cls = type(self)
         with cls.lock:
             cls.in_flight += 1
@@ -61,30 +59,19 @@ class _CreatingServer(BaseHTTPRequestHandler):
         time.sleep(0.3)
         with cls.lock:
             cls.in_flight -= 1
-        body = json.dumps({"id": str(uuid.uuid4())}).encode()
-        self.send_response(201)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.answer({"id": str(uuid.uuid4())}, 201)
 
 
 def test_a_storms_runs_are_created_many_at_a_time_and_one_run_alone():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CreatingServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = PrefectAPI(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
-        system, deployed = SimpleNamespace(api=api), SimpleNamespace(deployment_id="d")
-        ids = _create_runs(system, deployed, 25, {}, ["chaos"])
-        assert len(set(ids)) == 25
-        # not one after another: as many at once as the creators (each request takes 0.3 s)
-        assert 1 < _CreatingServer.most <= STORM_CREATORS
-        _CreatingServer.most = 0
-        assert len(_create_runs(system, deployed, 1, {}, ["chaos"])) == 1 and _CreatingServer.most == 1
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
+    with serve(_CreatingServer) as port:
+        api = PrefectAPI(f"http://127.0.0.1:{port}")
+        try:
+            system, deployed = SimpleNamespace(api=api), SimpleNamespace(deployment_id="d")
+            ids = _create_runs(system, deployed, 25, {}, ["chaos"])
+            assert len(set(ids)) == 25
+            # not one after another: as many at once as the creators (each request takes 0.3 s)
+            assert 1 < _CreatingServer.most <= STORM_CREATORS
+            _CreatingServer.most = 0
+            assert len(_create_runs(system, deployed, 1, {}, ["chaos"])) == 1 and _CreatingServer.most == 1
+        finally:
+            api.close()
