@@ -43,9 +43,11 @@ class PrefectAPI:
     def close(self) -> None:
         self.http.close()
 
-    def _call(self, method: str, path: str, retry_for: float = 0, **kw: Any) -> Any:
+    def _call(self, method: str, path: str, retry_for: float = 0, timeout: float | None = None, **kw: Any) -> Any:
         """One request; ``retry_for`` > 0 retries transient failures that long (setup calls only:
-        an observation must see a down server as down)."""
+        an observation must see a down server as down); ``timeout`` replaces the client's own."""
+        if timeout is not None:
+            kw["timeout"] = timeout
         deadline, pause = time.monotonic() + retry_for, 0.2
         while True:
             try:
@@ -113,8 +115,7 @@ class PrefectAPI:
         """A run of the deployment.  The idempotency key makes retrying a timed-out request safe:
         the server returns the run it already made instead of making a second one."""
         body = {"parameters": parameters, "tags": tags, "idempotency_key": uuid.uuid4().hex}
-        kw = {"timeout": timeout} if timeout is not None else {}
-        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", retry_for, json=body, **kw)["id"]
+        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", retry_for, timeout, json=body)["id"]
 
     def create_automation(self, body: dict[str, Any]) -> str:
         return self._call("POST", "/automations/", SETUP, json=body)["id"]
@@ -146,9 +147,8 @@ class PrefectAPI:
     def _paged(self, path: str, body: dict[str, Any], page: int = 200,
                timeout: float | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        kw = {"timeout": timeout} if timeout is not None else {}
         while True:
-            got = self._call("POST", path, json={**body, "limit": page, "offset": len(rows)}, **kw)
+            got = self._call("POST", path, timeout=timeout, json={**body, "limit": page, "offset": len(rows)})
             rows += got
             if len(got) < page:
                 return rows
