@@ -225,6 +225,16 @@ def storm_figures(history: History, hits: tuple[set[str], int]) -> dict[str, Any
             "unaccounted_ledger_runs": stray}
 
 
+def _grouped(reasons: Counter) -> list[str]:
+    return [f"{n} run(s): {reason}" for reason, n in reasons.items()]
+
+
+def _check_every_run(wanted: Any, history: History) -> list[str]:
+    """Every run of a storm against one expectation (a claim's prediction): one line per distinct
+    difference."""
+    return _grouped(Counter(reason for run in history.runs("main") for reason in check_run(wanted, run, "a run")))
+
+
 def _check_storm(expect: Expectation, history: History, storm: dict[str, Any], hit: set[str]) -> list[str]:
     """Every run of a storm against its expectation; one line per distinct difference."""
     grouped: dict[str, int] = Counter()
@@ -233,7 +243,11 @@ def _check_storm(expect: Expectation, history: History, storm: dict[str, Any], h
         wanted = expect.faulted if faulted and expect.faulted is not None else expect
         for reason in check_run(wanted, run, "a faulted run" if faulted else "an unfaulted run"):
             grouped[reason] += 1
-    why = [f"{n} run(s): {reason}" for reason, n in grouped.items()]
+    why = _grouped(grouped)
+    for state, least in expect.at_least.items():
+        got = storm["final"].get(state, 0)
+        if got < least:
+            why.append(f"at least {least} run(s) {state} expected, {got} were (final states: {storm['final']})")
     if storm["unaccounted_ledger_runs"]:
         why.append(f"ledger lines of flow runs the scenario did not start: {storm['unaccounted_ledger_runs']}")
     return why
@@ -282,7 +296,9 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     verdict = Verdict(FAIL if why else PASS, why, fig)
     if scenario is not None and scenario.claim is not None and scenario.claim.predicts is not None:
         predicts = scenario.claim.predicts
-        claim_why = check_run(predicts, history.main, "main run") + _check_executions(predicts.executions, fig)
+        # a storm's claim is about every one of its runs, faulted or not
+        mine = _check_every_run(predicts, history) if storm is not None else check_run(predicts, history.main, "main run")
+        claim_why = mine + _check_executions(predicts.executions, fig)
         if predicts.subflows is not None:
             claim_why += _check_subflows(predicts.subflows, history)
         verdict.claim = "refuted" if claim_why else "held"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS, RUN_SHARED_TARGETS
 
 BACKENDS = ("local", "docker", "kind")
+OWN_SERVER_BACKENDS = ("local", "docker")  # where one case can have a server (a system) of its own
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 STATE_TYPES = TERMINAL + ("RUNNING", "SCHEDULED", "PENDING", "PAUSED", "CANCELLING")
 CACHE_POLICIES = ("inputs", "task_source_inputs", "default", "none")
@@ -109,6 +110,31 @@ class Config(_Model):
         if self.zombie_automation_within is not None and self.heartbeat_seconds is None:
             raise ValueError("@zombie_automation_within: needs heartbeat_seconds (the automation waits for heartbeats)")
         return self
+
+
+# what the harness itself sets on every server it starts: a scenario cannot move them
+SERVER_ENV_RESERVED = frozenset({
+    "PREFECT_SERVER_API_HOST", "PREFECT_SERVER_API_PORT", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+})
+SERVER_ENV_RE = re.compile(r"^PREFECT_SERVER_[A-Z0-9_]+$")
+
+
+class Server(_Model):
+    """Settings of the server this scenario runs against.  A row that sets any gets a server of
+    its own (its own database too), started for it and stopped after it: no other case meets
+    those settings."""
+
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("env")
+    @classmethod
+    def _server_settings(cls, env: dict[str, str]) -> dict[str, str]:
+        wrong = [f"{key!r}: only the server's own settings, PREFECT_SERVER_* (a flow run's or worker's go in "
+                 "config.env)" for key in env if not SERVER_ENV_RE.match(key)]
+        wrong += [f"{key!r}: the harness sets it on every server it starts" for key in env if key in SERVER_ENV_RESERVED]
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return env
 
 
 class Trigger(_Model):
@@ -266,11 +292,15 @@ class Expectation(RunExpectation):
     # a storm (workload.runs > 1): the run fields above are for the runs no fault hit; these for
     # the runs a fault hit.  executions are totals over every run.
     faulted: RunExpectation | None = None
+    # a storm: at least this many of its runs (faulted or not) end in each of these states
+    at_least: dict[StateType, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)  # type: ignore[valid-type]
     detect_within_seconds: float | None = Field(None, gt=0)
     settle_within_seconds: float = Field(..., gt=0)
     subflows: RunExpectation | None = None
     overlap: bool = False  # two processes executing the same flow run at once
     flapping: bool = False  # a terminal state later overwritten
+    _up_keys = field_validator("at_least", mode="before")(
+        lambda cls, v: {_upper(k): n for k, n in v.items()} if isinstance(v, dict) else v)
     # what the infrastructure says, beyond Prefect: the kernel's OOM killer acted (a docker
     # container's OOMKilled, a cgroup's oom_kill count), and the first container's exit code
     oom_killed: bool | None = None
@@ -356,6 +386,7 @@ class Scenario(_Model):
     expect: FullExpectation
     # the server's database this scenario needs (restart-database needs postgres); None: the run's
     database: Literal["sqlite", "postgres"] | None = None
+    server: Server = Field(default_factory=Server)
     # after the run is terminal and every fault healed, watch this long for a state that
     # overwrites the terminal one (flapping) before the scenario ends
     quiet_seconds: float = Field(3, ge=0)
@@ -396,6 +427,20 @@ class Scenario(_Model):
                                  "(SQLite is a file inside the server, nothing to restart)")
         return self
 
+    @property
+    def own_server(self) -> bool:
+        """Whether this scenario needs a server of its own (it sets the server's settings)."""
+        return bool(self.server.env)
+
+    @model_validator(mode="after")
+    def _server(self) -> "Scenario":
+        without = [b for b in self.backends if b not in OWN_SERVER_BACKENDS]
+        if self.own_server and without:
+            raise ValueError(f"@server.env: a server with settings of its own is started per case only on "
+                             f"{' and '.join(OWN_SERVER_BACKENDS)}, not on {', '.join(without)} (its server is "
+                             "the cluster's)")
+        return self
+
     @model_validator(mode="after")
     def _storm(self) -> "Scenario":
         runs = self.workload.runs
@@ -408,6 +453,12 @@ class Scenario(_Model):
             raise ValueError("@then: a storm (workload.runs > 1) has no follow-ups")
         if runs == 1 and self.expect.faulted is not None:
             raise ValueError("@expect.faulted: only a storm (workload.runs > 1) has faulted runs apart")
+        at_least = [self.expect.at_least] + [b.at_least for b in self.expect.backends.values()]
+        if runs == 1 and any(at_least):
+            raise ValueError("@expect.at_least: counts a storm's runs (workload.runs > 1); a single run has 'final'")
+        for counts in at_least:
+            if sum(counts.values()) > runs:
+                raise ValueError(f"@expect.at_least: {sum(counts.values())} runs in all, more than the storm's {runs}")
         return self
 
     @model_validator(mode="after")

@@ -18,16 +18,22 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from harness import procs
-from harness.scenario import Scenario
+from harness.scenario import OWN_SERVER_BACKENDS, Scenario
 from harness.session import prefect_version
 
 Case = tuple[Scenario, str]
 SHARED_TARGETS = frozenset({"server", "node", "database"})  # faults that would hit every case on the system
-PRIVATE_BACKENDS = frozenset({"local", "docker"})  # where a second system is cheap and shares nothing
+PRIVATE_BACKENDS = frozenset(OWN_SERVER_BACKENDS)  # where a second system is cheap and shares nothing
 
 
 def shares_target(scenario: Scenario) -> bool:
     return any(f.target in SHARED_TARGETS for f in scenario.faults)
+
+
+def needs_own_system(scenario: Scenario) -> bool:
+    """Whether the case cannot run on the session's shared system at all: it sets its server's
+    settings (a private system, whatever the concurrency)."""
+    return scenario.own_server
 
 
 def runs_alone(case: Case) -> bool:
@@ -137,17 +143,23 @@ class Scheduler:
         with self._guard:  # taken, even if it fails before it runs (its system cannot start...)
             self._started.add(_key(case))
             ahead = self._prepared.pop(_key(case), None)
+        if needs_own_system(scenario):
+            return self._run_private(case, ahead)
         if self.limit == 1 or not shares_target(scenario):
             system = self.session.system(backend, scenario.database)
             with self._lock(backend).shared():
                 return self._run(case, system, time.time(), ahead, alone=shares_target(scenario))
         if backend in PRIVATE_BACKENDS:
-            turn = time.time()
-            with self.session.private_system(backend, scenario.id, scenario.database) as system:
-                return self._run(case, system, turn, ahead, alone=False, private=True)
+            return self._run_private(case, ahead)
         system = self.session.system(backend, scenario.database)  # Unavailable is raised here, before any wait
         with self._lock(backend).exclusive():
             return self._run(case, system, time.time(), ahead, alone=True)
+
+    def _run_private(self, case: Case, ahead: Future | None) -> dict[str, Any]:
+        scenario, backend = case
+        turn = time.time()
+        with self.session.private_system(backend, scenario.id, scenario.database, scenario.server.env) as system:
+            return self._run(case, system, turn, ahead, alone=False, private=True)
 
     def _run(self, case: Case, system: Any, turn: float, ahead: Future | None, alone: bool,
              private: bool = False) -> dict[str, Any]:
@@ -182,9 +194,9 @@ class Scheduler:
                 if key in self._started or key in self._prepared:
                     continue
                 # not a case that faults what its server's cases share (it gets a private system,
-                # or runs last, alone), nor one whose system is not up (starting a cluster or
+                # or runs last, alone), nor one with a server of its own, nor one whose system is not up (starting a cluster or
                 # building an image is no background work); one at a time, nothing past it either
-                if shares_target(case[0]) or not self._system_up(case):
+                if shares_target(case[0]) or needs_own_system(case[0]) or not self._system_up(case):
                     if self.limit == 1:
                         return
                     continue

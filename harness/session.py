@@ -113,11 +113,13 @@ class ChaosSession:
             return self.systems[key]
 
     @contextmanager
-    def private_system(self, backend: str, tag: str, database: str | None = None) -> Iterator[backends.System]:
-        """A system of ``backend`` for one case alone (its own server), closed after it."""
+    def private_system(self, backend: str, tag: str, database: str | None = None,
+                       server_env: dict[str, str] | None = None) -> Iterator[backends.System]:
+        """A system of ``backend`` for one case alone (its own server, with ``server_env`` among
+        its settings), closed after it."""
         workdir = self.workdir / f"{backend}-{tag}-{uuid.uuid4().hex[:4]}"
         workdir.mkdir()
-        system = backends.start(backend, workdir, self.id, self._options(database))
+        system = backends.start(backend, workdir, self.id, {**self._options(database), "server_env": server_env or {}})
         self.systems[workdir.name] = system  # closed by close() too, should the case not end
         try:
             yield system

@@ -251,6 +251,37 @@ def test_storm_groups_differences_and_counts_stuck_runs():
     assert verdict.figures["storm"]["stuck"] == ["run-1", "run-2"]
 
 
+def test_storm_at_least_counts_every_run_in_a_state():
+    from harness.check import FAIL, PASS, check
+
+    h = _storm(["COMPLETED", "CRASHED", "CRASHED", "PENDING"], hit=set())
+    loose = {"final": ["COMPLETED", "CRASHED", "PENDING"], "run_count": [0, 1]}
+    assert check(_storm_expect(**loose, at_least={"crashed": 2, "COMPLETED": 1}), h).outcome == PASS
+    verdict = check(_storm_expect(**loose, at_least={"CRASHED": 3}), h)
+    assert verdict.outcome == FAIL
+    assert verdict.reasons == ["at least 3 run(s) CRASHED expected, 2 were (final states: "
+                               "{'COMPLETED': 1, 'CRASHED': 2, 'PENDING': 1})"]
+
+
+def test_a_storms_claim_is_judged_on_every_run_not_the_first():
+    from harness.check import PASS, check
+    from harness.scenario import Scenario
+
+    def storm_row(predicts):
+        return Scenario.model_validate({
+            "id": "storm", "title": "t", "backends": ["local"], "workload": {"flow": "pipeline", "runs": 3},
+            "claim": {"text": "every run ends", "source": "s", "predicts": predicts},
+            "expect": {"final": ["COMPLETED", "PENDING"], "settle_within_seconds": 60}})
+
+    h = _storm(["COMPLETED", "PENDING", "PENDING"], hit=set())
+    row = storm_row({"final": ["COMPLETED", "CRASHED"]})
+    verdict = check(row.expect.for_backend("local"), h, row)
+    assert verdict.outcome == PASS and verdict.claim == "refuted"
+    assert verdict.claim_reasons == ["2 run(s): a run: final state PENDING (Pending), expected ['COMPLETED', 'CRASHED']"]
+    row = storm_row({"final": ["COMPLETED", "PENDING"]})
+    assert check(row.expect.for_backend("local"), h, row).claim == "held"
+
+
 def test_storm_refuses_ledger_lines_of_runs_it_did_not_start():
     from harness.check import FAIL, check
 

@@ -228,3 +228,20 @@ def test_two_removers_of_the_same_objects_both_succeed(client):
         assert f"volume {volume.name}" in named
     finally:
         remove_labelled(client, labels)
+
+
+@pytest.mark.integration
+def test_a_server_of_its_own_runs_with_the_cases_server_settings(client, tmp_path):
+    """What ``private_system`` starts on docker for a row with ``server.env``: a server container
+    with those settings, removed with the system."""
+    from harness.backends import start
+
+    session = f"s{os.getpid()}"
+    own = start("docker", tmp_path, session, {"server_env": {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "3"}})
+    try:
+        settings = own.api._call("GET", "/admin/settings")
+        assert settings["server"]["database"]["sqlalchemy"]["pool_size"] == 3
+        assert labelled(client, "chaos-harness.session", session)["containers"]
+    finally:
+        own.close()
+    assert labelled(client, "chaos-harness.session", session) == {"containers": [], "volumes": []}

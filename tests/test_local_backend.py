@@ -164,3 +164,21 @@ def test_a_cancel_of_a_run_that_already_ended_finds_no_target(local):
     with pytest.raises(LookupError, match=r"already ended \(COMPLETED\); the server answered (REJECT|ABORT)"):
         CancelRun(local.api, run_id).inject()
     assert local.api.flow_run(run_id)["state"]["type"] == "COMPLETED"
+
+
+def test_a_server_of_its_own_runs_with_the_cases_server_settings(local, tmp_path):
+    """What ``private_system`` starts for a row with ``server.env``: its own server, with them."""
+    from harness.backends import start
+
+    def pool_size(system) -> int:
+        return system.api._call("GET", "/admin/settings")["server"]["database"]["sqlalchemy"]["pool_size"]
+
+    own = start("local", tmp_path, local.session, {"server_env": {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "3"}})
+    try:
+        server = psutil.Process(own.server.proc.popen.pid)
+        assert own.server.api_url != local.server.api_url
+        assert pool_size(own) == 3
+        assert pool_size(local) == 5  # the shared server keeps Prefect's default
+    finally:
+        own.close()
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE

@@ -195,12 +195,42 @@ def test_storm_fields(tmp_path):
     assert "faults.0.share: kill hits what every run shares" in err
 
 
+def test_at_least_counts_a_storms_runs(tmp_path):
+    storm = GOOD.replace("parameters: {steps: 2}}", "parameters: {steps: 2}, runs: 4}").replace(
+        "{kind: kill,", "{kind: kill, share: 0.5,")
+    [s] = load_matrix(write(tmp_path, storm.replace("final: crashed", "final: crashed\n    at_least: {crashed: 2}")))
+    assert s.expect.at_least == {"CRASHED": 2}
+    [err] = errors_of(tmp_path, storm.replace("final: crashed", "final: crashed\n    at_least: {crashed: 5}"))
+    assert "scenario 'kill-it': expect.at_least: 5 runs in all, more than the storm's 4" in err
+    [err] = errors_of(tmp_path, GOOD.replace("final: crashed", "final: crashed\n    at_least: {crashed: 1}"))
+    assert "scenario 'kill-it': expect.at_least: counts a storm's runs" in err
+    [err] = errors_of(tmp_path, storm.replace("final: crashed", "final: crashed\n    at_least: {crashed: 0}"))
+    assert "expect.at_least.CRASHED: " in err
+
+
 def test_restart_database_needs_postgres(tmp_path):
     text = GOOD.replace("{kind: kill,", "{kind: restart-database, heal_after_seconds: 5,")
     [err] = errors_of(tmp_path, text)
     assert ": database: fault 0 restarts the database: say 'database: postgres'" in err
     [s] = load_matrix(write(tmp_path, text.replace("backends: [local]", "backends: [local]\n  database: postgres")))
     assert s.database == "postgres" and s.faults[0].target == "database"
+
+
+def test_server_settings_are_the_servers_own_and_need_a_server_per_case(tmp_path):
+    def with_server(env: str, backends: str = "[local]") -> str:
+        return GOOD.replace("backends: [local]", f"backends: {backends}\n  server: {{env: {env}}}")
+
+    [s] = load_matrix(write(tmp_path, with_server("{PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE: '1'}")))
+    assert s.own_server and s.server.env == {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "1"}
+    [plain] = load_matrix(write(tmp_path, GOOD))
+    assert not plain.own_server and plain.server.env == {}
+    [err] = errors_of(tmp_path, with_server("{PREFECT_CLIENT_MAX_RETRIES: '1'}"))
+    assert "m.yaml: scenario 'kill-it': server.env: " in err
+    assert "'PREFECT_CLIENT_MAX_RETRIES': only the server's own settings, PREFECT_SERVER_*" in err
+    [err] = errors_of(tmp_path, with_server("{PREFECT_SERVER_API_PORT: '4200'}"))
+    assert "server.env: " in err and "the harness sets it on every server it starts" in err
+    [err] = errors_of(tmp_path, with_server("{PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE: '1'}", "[local, kind]"))
+    assert "scenario 'kill-it': server.env: " in err and "not on kind" in err
 
 
 def test_restart_server_needs_heal_time(tmp_path):

@@ -17,10 +17,10 @@ from harness.scenario import Scenario
 from harness.schedule import ExclusiveLock, Scheduler, plan, shares_target
 
 
-def scenario(sid: str, settle: float = 10, faults: list | None = None) -> Scenario:
+def scenario(sid: str, settle: float = 10, faults: list | None = None, server_env: dict | None = None) -> Scenario:
     return Scenario.model_validate({
-        "id": sid, "title": sid, "backends": ["local", "docker", "kind"],
-        "workload": {"flow": "pipeline"}, "faults": faults or [],
+        "id": sid, "title": sid, "backends": ["local", "docker"] + ([] if server_env else ["kind"]),
+        "workload": {"flow": "pipeline"}, "faults": faults or [], "server": {"env": server_env or {}},
         "expect": {"final": "COMPLETED", "settle_within_seconds": settle}})
 
 
@@ -37,8 +37,9 @@ class Session:
         return f"shared-{backend}"
 
     @contextmanager
-    def private_system(self, backend, tag, database=None):
+    def private_system(self, backend, tag, database=None, server_env=None):
         self.private.append(tag)
+        self.server_env = server_env
         yield f"private-{tag}"
 
 
@@ -99,6 +100,29 @@ def test_a_server_fault_case_gets_a_private_system_on_local():
     assert sched.result(cases[1])["system"] == "shared-local"
     assert session.private == ["restart"]
     sched.close()
+
+
+POOL = {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "1"}
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_a_case_with_server_settings_gets_its_own_system_with_them(limit):
+    session, runner = Session(), Recorder(0.05)
+    cases = [(scenario("plain"), "local"), (scenario("pool", server_env=POOL), "docker"), (scenario("after"), "local")]
+    results, _, failed = run_every(session, runner, cases, limit)
+    assert failed == {}
+    assert [r["system"] for r in results] == ["shared-local", "private-pool", "shared-local"]
+    assert session.private == ["pool"] and session.server_env == POOL
+
+
+def test_nothing_is_deployed_ahead_for_a_case_with_a_server_of_its_own():
+    runner = Staged(0.1)
+    cases = [(scenario("a"), "local"), (scenario("pool", server_env=POOL), "local"), (scenario("c"), "local")]
+    results, _, failed = run_every(Session(), runner, cases, ahead=2)
+    assert failed == {} and runner.live == set()
+    assert results[1]["system"] == "private-pool"
+    # deployed on its own system in its turn, never on the shared one while a ran
+    assert runner.index("prepare", "pool") > runner.index("executed", "a")
 
 
 def test_a_server_fault_case_runs_alone_where_no_private_system_can_start():

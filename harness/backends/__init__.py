@@ -53,7 +53,8 @@ def start(name: str, workdir: Path, session: str, options: dict[str, Any] | None
     """Start the system under test of backend ``name``; :class:`Unavailable` says why it cannot.
 
     ``options`` are the backend options of the command line (database for local and docker;
-    kube_context, allow_context, kube_version for kind)."""
+    kube_context, allow_context, kube_version for kind) and, for a case's own system (local and
+    docker), ``server_env``: settings of its server."""
     if name == "local":
         from harness.backends.local import LocalSystem
 

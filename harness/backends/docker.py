@@ -370,7 +370,8 @@ class DockerSystem:
         try:
             # host networking: the server container reaches a PostgreSQL on 127.0.0.1 as the host does
             self.database = open_database(self.database_kind, workdir, session, backend="docker")
-            self.server = ServerContainer(self.client, self.image, session, self.env, self.system_id,
+            server_env = {**self.env, **((options or {}).get("server_env") or {})}
+            self.server = ServerContainer(self.client, self.image, session, server_env, self.system_id,
                                           database_url=self.database and self.database.url)
             self.server.start()
         except BaseException:

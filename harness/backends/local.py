@@ -353,7 +353,8 @@ class LocalSystem:
         self.database = open_database(self.database_kind, workdir, session)
         self.workers: dict[str, procs.Spawned] = {}
         try:
-            self.server = PrefectServer(workdir / "home", self.env, self.database and self.database.url)
+            server_env = {**self.env, **((options or {}).get("server_env") or {})}
+            self.server = PrefectServer(workdir / "home", server_env, self.database and self.database.url)
             self.server.start()
         except BaseException:
             if self.database is not None:

@@ -45,6 +45,9 @@ def start_run(scenario: str, backend: str = "local", matrix: str | None = None) 
     if found.workload.runs > 1:
         raise ValueError(f"start_run: scenario {found.id!r}: workload.runs is {found.workload.runs}: a storm; "
                          "start_run starts one flow run (run storms with python -m harness run)")
+    if found.own_server:
+        raise ValueError(f"start_run: scenario {found.id!r}: server.env sets its server's settings, and "
+                         "start_run runs on the process's shared server (run it with python -m harness run)")
     state.end_run()
     system = state.session().system(backend, found.database)
     instance = f"{found.id}-{uuid.uuid4().hex[:6]}"

@@ -18,6 +18,7 @@ Refused, naming the scenario and the field, rather than exported wrongly:
 - a backend the scenario does not list;
 - a storm (``workload.runs`` > 1): the actions drive one flow run, the hypothesis checks one;
 - follow-ups (``then``): a rerun after the run settled, with its own expectation;
+- server settings (``server.env``): the actions run on the process's shared server;
 - a fault after a fault that heals, at another trigger: ``run_scenario`` heals while it waits
   for the next trigger, a method runs one activity after another, so the heal would move.  Faults
   at the same trigger fire together (the harness fires the next on the poll after the last), so
@@ -59,6 +60,9 @@ def refusals(scenario: Scenario, backend: str) -> list[str]:
         return why
     if scenario.workload.runs > 1:
         no("workload.runs", f"a storm of {scenario.workload.runs} flow runs: the experiment drives and checks one")
+    if scenario.own_server:
+        no("server.env", "settings of a server of its own: the experiment's actions run on the process's shared "
+                         "server")
     if scenario.then:
         no("then", "follow-up runs after the run settled, each with its own expectation: the experiment has "
                    "one flow run and one hypothesis")
