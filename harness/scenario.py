@@ -112,11 +112,22 @@ class Config(_Model):
         return self
 
 
-# what the harness itself sets on every server it starts: a scenario cannot move them
+# what the harness itself sets on every server and worker it starts: a scenario cannot move them
 SERVER_ENV_RESERVED = frozenset({
     "PREFECT_SERVER_API_HOST", "PREFECT_SERVER_API_PORT", "PREFECT_SERVER_DATABASE_CONNECTION_URL",
 })
-SERVER_ENV_RE = re.compile(r"^PREFECT_SERVER_[A-Z0-9_]+$")
+WORKER_ENV_RESERVED = frozenset({"PREFECT_API_URL", "PREFECT_HOME"})
+
+
+def _settings(env: dict[str, str], prefix: str, which: str, reserved: frozenset[str], where: str,
+              hint: str = "") -> dict[str, str]:
+    """``env`` when every name is a ``prefix`` setting the harness leaves alone; else one error for all."""
+    pattern = re.compile(rf"^{prefix}[A-Z0-9_]+$")
+    wrong = [f"{key!r}: only {which}, {prefix}*{hint}" for key in env if not pattern.match(key)]
+    wrong += [f"{key!r}: the harness sets it on every {where} it starts" for key in env if key in reserved]
+    if wrong:
+        raise ValueError("; ".join(wrong))
+    return env
 
 
 class Server(_Model):
@@ -126,15 +137,21 @@ class Server(_Model):
 
     env: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("env")
-    @classmethod
-    def _server_settings(cls, env: dict[str, str]) -> dict[str, str]:
-        wrong = [f"{key!r}: only the server's own settings, PREFECT_SERVER_* (a flow run's or worker's go in "
-                 "config.env)" for key in env if not SERVER_ENV_RE.match(key)]
-        wrong += [f"{key!r}: the harness sets it on every server it starts" for key in env if key in SERVER_ENV_RESERVED]
-        if wrong:
-            raise ValueError("; ".join(wrong))
-        return env
+    _names = field_validator("env")(lambda cls, env: _settings(
+        env, "PREFECT_SERVER_", "the server's own settings", SERVER_ENV_RESERVED, "server",
+        " (a flow run's go in config.env, a worker's in worker.env)"))
+
+
+class Worker(_Model):
+    """Settings of the scenario's worker (every case has its own): the environment of its
+    ``prefect worker start``, or its pod on kind.  A process worker's flow runs inherit it (Prefect
+    starts them with its environment and the job's); a docker or kubernetes flow run gets only
+    ``config.env``."""
+
+    env: dict[str, str] = Field(default_factory=dict)
+
+    _names = field_validator("env")(lambda cls, env: _settings(
+        env, "PREFECT_", "Prefect settings", WORKER_ENV_RESERVED, "worker"))
 
 
 class Trigger(_Model):
@@ -387,6 +404,7 @@ class Scenario(_Model):
     # the server's database this scenario needs (restart-database needs postgres); None: the run's
     database: Literal["sqlite", "postgres"] | None = None
     server: Server = Field(default_factory=Server)
+    worker: Worker = Field(default_factory=Worker)
     # after the run is terminal and every fault healed, watch this long for a state that
     # overwrites the terminal one (flapping) before the scenario ends
     quiet_seconds: float = Field(3, ge=0)

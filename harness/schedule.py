@@ -30,12 +30,6 @@ def shares_target(scenario: Scenario) -> bool:
     return any(f.target in SHARED_TARGETS for f in scenario.faults)
 
 
-def needs_own_system(scenario: Scenario) -> bool:
-    """Whether the case cannot run on the session's shared system at all: it sets its server's
-    settings (a private system, whatever the concurrency)."""
-    return scenario.own_server
-
-
 def runs_alone(case: Case) -> bool:
     return shares_target(case[0]) and case[1] not in PRIVATE_BACKENDS
 
@@ -143,7 +137,7 @@ class Scheduler:
         with self._guard:  # taken, even if it fails before it runs (its system cannot start...)
             self._started.add(_key(case))
             ahead = self._prepared.pop(_key(case), None)
-        if needs_own_system(scenario):
+        if scenario.own_server:  # its server's settings are its own: a private system, at any concurrency
             return self._run_private(case, ahead)
         if self.limit == 1 or not shares_target(scenario):
             system = self.session.system(backend, scenario.database)
@@ -194,9 +188,10 @@ class Scheduler:
                 if key in self._started or key in self._prepared:
                     continue
                 # not a case that faults what its server's cases share (it gets a private system,
-                # or runs last, alone), nor one with a server of its own, nor one whose system is not up (starting a cluster or
-                # building an image is no background work); one at a time, nothing past it either
-                if shares_target(case[0]) or needs_own_system(case[0]) or not self._system_up(case):
+                # or runs last, alone), nor one with a server of its own, nor one whose system is
+                # not up (starting a cluster or building an image is no background work); one at a
+                # time, nothing past it either
+                if shares_target(case[0]) or case[0].own_server or not self._system_up(case):
                     if self.limit == 1:
                         return
                     continue

@@ -47,6 +47,17 @@ def test_worker_shutdown_is_certain_and_touches_nothing_else(local):
         bystander.kill()
 
 
+def test_a_scenarios_worker_settings_reach_its_worker_and_no_other(local):
+    mine = {"PREFECT_CLIENT_RETRY_EXTRA_CODES": "500", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    with local.deploy(scenario(faults=[], worker={"env": mine}), "probe-settings") as deployed, \
+            local.deploy(scenario(faults=[]), "probe-plain") as plain:
+        env = psutil.Process(deployed.extra["worker"].pid).environ()
+        assert {k: env.get(k) for k in mine} == mine
+        assert env["PREFECT_API_URL"] == local.server.api_url  # still the harness's
+        other = psutil.Process(plain.extra["worker"].pid).environ()
+        assert "PREFECT_CLIENT_RETRY_EXTRA_CODES" not in other and other["PREFECT_WORKER_QUERY_SECONDS"] == "1"
+
+
 @pytest.mark.skipif(cgroups.version() is None, reason="no memory cgroup hierarchy mounted")
 def test_oom_through_a_memory_cgroup_is_recorded_as_a_kernel_oom_kill(local):
     result = run_scenario(scenario(), local)

@@ -233,6 +233,17 @@ def test_server_settings_are_the_servers_own_and_need_a_server_per_case(tmp_path
     assert "scenario 'kill-it': server.env: " in err and "not on kind" in err
 
 
+def test_worker_settings_are_prefect_settings_the_harness_does_not_set(tmp_path):
+    def with_worker(env: str) -> str:
+        return GOOD.replace("backends: [local]", f"backends: [local]\n  worker: {{env: {env}}}")
+
+    [s] = load_matrix(write(tmp_path, with_worker("{PREFECT_CLIENT_RETRY_EXTRA_CODES: '500'}")))
+    assert s.worker.env == {"PREFECT_CLIENT_RETRY_EXTRA_CODES": "500"} and not s.own_server
+    [err] = errors_of(tmp_path, with_worker("{HTTP_PROXY: x, PREFECT_API_URL: y}"))
+    assert "scenario 'kill-it': worker.env: 'HTTP_PROXY': only Prefect settings, PREFECT_*; 'PREFECT_API_URL': " \
+           "the harness sets it" in err
+
+
 def test_restart_server_needs_heal_time(tmp_path):
     [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: restart-server,"))
     assert "faults.0.heal_after_seconds: fault 'restart-server' needs it" in err

@@ -49,12 +49,13 @@ def _options_cluster(session: str, workdir: Path, mounts: list[Mount], options: 
 class WorkerDeployment:
     """One scenario's prefect-kubernetes worker: a Deployment in the session's namespace."""
 
-    def __init__(self, system: "KindSystem", instance: str, pool: str):
+    def __init__(self, system: "KindSystem", instance: str, pool: str, settings: dict[str, str] | None = None):
         self.system, self.instance, self.pool = system, instance, pool
         env = {
-            "PREFECT_API_URL": kube.server_url(system.ns),
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_LOGGING_TO_API_ENABLED": "false",
+            **(settings or {}),  # the scenario's worker.env; what the worker needs to work here comes after
+            "PREFECT_API_URL": kube.server_url(system.ns),
             # the observer watches this namespace only: no cluster-wide permission needed
             "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES": system.ns,
             # prefect-kubernetes before 0.8 reads the kube-system namespace's uid otherwise (a
@@ -229,7 +230,7 @@ class KindSystem:
                                               scenario.config.job, mem_limit)
             self.api.create_work_pool(pool, "kubernetes", template)
             self.recorders[instance] = kube.PodRecorder(self.core, self.ns, self.session, instance)
-            return WorkerDeployment(self, instance, pool)
+            return WorkerDeployment(self, instance, pool, scenario.worker.env)
 
         def remove_jobs() -> None:
             recorder = self.recorders.pop(instance, None)

@@ -250,7 +250,8 @@ def flow_env(scenario: Scenario, ledger: Path, results: Path, pythonpath: str) -
 def start_worker(api: PrefectAPI, env: dict[str, str], api_url: str, pool: str, worker_type: str,
                  instance: str, home: Path) -> procs.Spawned:
     """``prefect worker start`` for one scenario's pool; returns once the pool exists."""
-    worker_env = {**env, "PREFECT_API_URL": api_url, "CHAOS_INSTANCE": instance, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    # a scenario's worker.env (in ``env``) may set the poll interval, not where the worker talks to
+    worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "1", **env, "PREFECT_API_URL": api_url, "CHAOS_INSTANCE": instance}
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", worker_type,
             "--name", f"{pool}-worker"]
     worker = procs.Spawned(argv, worker_env, home / "worker.log")
@@ -314,7 +315,8 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
         api_url = proxy.api_url
     try:
         if worker is None:
-            worker = start_worker(system.api, system.env, api_url, pool, worker_type, instance, home)
+            worker = start_worker(system.api, {**system.env, **scenario.worker.env}, api_url, pool, worker_type,
+                                  instance, home)
         else:
             worker = worker(home, pool)
     except BaseException:
