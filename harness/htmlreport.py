@@ -325,8 +325,8 @@ def trend_section(report: Report) -> str:
     return "".join(out)
 
 
-EXPECT_FIELDS = ("final", "final_name", "message", "run_count", "executions", "tasks", "detect_within_seconds",
-                 "settle_within_seconds", "overlap", "flapping", "oom_killed", "exit_code")
+EXPECT_FIELDS = ("final", "final_name", "message", "run_count", "at_least", "executions", "tasks",
+                 "detect_within_seconds", "settle_within_seconds", "overlap", "flapping", "oom_killed", "exit_code")
 OBSERVED_OF = {"final": "final", "final_name": "final_name", "run_count": "run_count", "executions": "executions",
                "detect_within_seconds": "time_to_detect", "settle_within_seconds": "time_to_settle",
                "overlap": "overlaps", "flapping": "flapping", "oom_killed": "oom_killed", "exit_code": "exit_code"}
@@ -380,11 +380,14 @@ def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
         if want in (None, {}, False) and name not in ("overlap", "flapping"):
             continue
         got = _final_message(entry) if name == "message" else entry.figures.get(OBSERVED_OF.get(name, name))
+        storm = entry.figures.get("storm")
+        if isinstance(storm, dict) and name in ("final", "at_least"):  # a storm: how all its runs ended
+            got = storm.get("final")
         if name == "overlap":
             got = bool(got)
         words = {"final": "final state", "final_name": "final state name", "message": "final message",
                  "executions": "task ", "detect_within_seconds": "detected", "settle_within_seconds": "settled",
-                 "overlap": "overlapping", "flapping": "flapping"}.get(name, name)
+                 "overlap": "overlapping", "flapping": "flapping", "at_least": "at least"}.get(name, name)
         bad = words in reasons or (name == "detect_within_seconds" and "no state reflected" in reasons)
         rows.append(f'<tr><td>{e(name)}</td><td><code>{e(_fmt(want))}</code></td>'
                     f'<td{" class=bad" if bad else ""}><code>{e(_fmt(got))}</code></td></tr>')

@@ -215,6 +215,18 @@ def test_background_task_workers_and_task_expectations_in_the_detail(tmp_path):
     assert "<td>tasks</td><td><code>{&quot;step-2&quot;: {&quot;final&quot;: &quot;RUNNING&quot;}}</code>" in html
 
 
+def test_a_storms_detail_shows_how_all_its_runs_ended(tmp_path):
+    counts = {"COMPLETED": 40, "CRASHED": 8, "PENDING": 2}
+    e = entry(scenario="storm-pool", outcome="fail", reasons=["at least 3 run(s) PENDING expected, 2 were"],
+              expectation={"final": ["COMPLETED", "CRASHED", "PENDING"], "at_least": {"PENDING": 3},
+                           "settle_within_seconds": 60},
+              storm={"runs": 50, "faulted": 0, "final": counts, "stuck": ["a", "b"], "unaccounted_ledger_runs": []})
+    html = htmlreport.write([journal(tmp_path / "j.jsonl", e)], tmp_path / "r.html")[0].read_text()
+    observed = "<code>{&quot;COMPLETED&quot;: 40, &quot;CRASHED&quot;: 8, &quot;PENDING&quot;: 2}</code>"
+    assert f"<td>at_least</td><td><code>{{&quot;PENDING&quot;: 3}}</code></td><td class=bad>{observed}" in html
+    assert f"<td>final</td><td><code>[&quot;COMPLETED&quot;, &quot;CRASHED&quot;, &quot;PENDING&quot;]</code></td><td>{observed}" in html
+
+
 def test_a_foreign_replica_is_named_in_the_detail(tmp_path):
     e = entry(scenario="background-foreign", kinds=(), executed_by={"step-1": ["task-worker-0"]})
     e["history"]["infrastructure"] = [{"task_worker": 0, "generation": 0, "pid": 40, "started_at": T, "exit_code": None,
