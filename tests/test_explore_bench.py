@@ -164,6 +164,11 @@ def test_own_time_runs_from_creation_to_the_last_awaited_event():
     assert own_time(entry([("SCHEDULED", 10), ("COMPLETED", 30)])) == 20
     assert own_time(entry([("SCHEDULED", 10), ("CRASHED", 30)], faults=[{"healed_at": 45}])) == 35
     assert own_time(entry([("SCHEDULED", 10), ("RUNNING", 12)], stuck=True, settle=60)) == 60
+    storm = entry([("SCHEDULED", 10), ("COMPLETED", 30)], settle=60)  # its first run settled, another did not
+    storm["history"]["flow_runs"].append({"role": "main", "states": [{"type": "PENDING", "timestamp": 12}]})
+    assert own_time(storm) == 20
+    storm["verdict"]["figures"]["storm"] = {"runs": 2, "stuck": ["run-2"]}
+    assert own_time(storm) == 60
 
 
 def test_observation_lag_is_seen_minus_recorded():
