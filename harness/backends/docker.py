@@ -26,7 +26,7 @@ from harness import caselogs, engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
 from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env,
-                                    scenario_deployment, shared_database_logs, worker_fault)
+                                    scenario_deployment, server_env, shared_database_logs, worker_fault)
 from harness.backends.signals import Grace
 from harness.database import open_database
 from harness.faults import CancelRun
@@ -370,9 +370,8 @@ class DockerSystem:
         try:
             # host networking: the server container reaches a PostgreSQL on 127.0.0.1 as the host does
             self.database = open_database(self.database_kind, workdir, session, backend="docker")
-            server_env = {**self.env, **((options or {}).get("server_env") or {})}
-            self.server = ServerContainer(self.client, self.image, session, server_env, self.system_id,
-                                          database_url=self.database and self.database.url)
+            self.server = ServerContainer(self.client, self.image, session, server_env(self.env, options),
+                                          self.system_id, database_url=self.database and self.database.url)
             self.server.start()
         except BaseException:
             self.close()

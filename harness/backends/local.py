@@ -64,6 +64,12 @@ def clean_env(home: Path, session: str) -> dict[str, str]:
     return env
 
 
+def server_env(env: dict[str, str], options: dict[str, Any] | None) -> dict[str, str]:
+    """The environment of a system's server: the harness's ``env`` with the case's own server
+    settings (``options["server_env"]``, a row's ``server.env``) over it."""
+    return {**env, **((options or {}).get("server_env") or {})}
+
+
 class PrefectServer:
     """``prefect server start`` as a subprocess; restartable on the same port and database."""
 
@@ -355,8 +361,8 @@ class LocalSystem:
         self.database = open_database(self.database_kind, workdir, session)
         self.workers: dict[str, procs.Spawned] = {}
         try:
-            server_env = {**self.env, **((options or {}).get("server_env") or {})}
-            self.server = PrefectServer(workdir / "home", server_env, self.database and self.database.url)
+            self.server = PrefectServer(workdir / "home", server_env(self.env, options),
+                                        self.database and self.database.url)
             self.server.start()
         except BaseException:
             if self.database is not None:
