@@ -11,6 +11,7 @@ import html
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -96,7 +97,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
     return str(value)
 
 
@@ -332,10 +333,32 @@ OBSERVED_OF = {"final": "final", "final_name": "final_name", "run_count": "run_c
                "overlap": "overlaps", "flapping": "flapping", "oom_killed": "oom_killed", "exit_code": "exit_code"}
 
 
-def _final_message(entry: Entry) -> str | None:
-    runs = [r for r in entry.history.get("flow_runs") or [] if r.get("role") == "main"]
-    states = runs[0].get("states") if runs else None
+def _mains(entry: Entry) -> list[dict]:
+    return [r for r in entry.history.get("flow_runs") or [] if r.get("role") == "main"]
+
+
+def _last_message(run: dict) -> str | None:
+    states = run.get("states")
     return states[-1].get("message") if states else None
+
+
+def _final_message(entry: Entry) -> str | None:
+    runs = _mains(entry)
+    return _last_message(runs[0]) if runs else None
+
+
+STORM_MESSAGE_CHARS = 90
+
+
+def _storm_observed(entry: Entry, name: str) -> dict[str, int]:
+    """How all of a storm's runs ended on ``name`` (message or run_count): each value's count;
+    a long message is cut, an empty one shows as "(none)"."""
+    def value(run: dict) -> str:
+        if name == "run_count":
+            return str(run.get("run_count"))
+        text = _last_message(run) or "(none)"
+        return text if len(text) <= STORM_MESSAGE_CHARS else text[:STORM_MESSAGE_CHARS - 1] + "…"
+    return dict(Counter(value(r) for r in _mains(entry)))
 
 
 def _infra_name(i: dict) -> str:
@@ -383,6 +406,8 @@ def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
         storm = entry.figures.get("storm")
         if isinstance(storm, dict) and name in ("final", "at_least"):  # a storm: how all its runs ended
             got = storm.get("final")
+        elif isinstance(storm, dict) and name in ("message", "run_count"):
+            got = _storm_observed(entry, name)
         if name == "overlap":
             got = bool(got)
         words = {"final": "final state", "final_name": "final state name", "message": "final message",

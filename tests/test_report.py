@@ -227,6 +227,23 @@ def test_a_storms_detail_shows_how_all_its_runs_ended(tmp_path):
     assert f"<td>final</td><td><code>[&quot;COMPLETED&quot;, &quot;CRASHED&quot;, &quot;PENDING&quot;]</code></td><td>{observed}" in html
 
 
+def test_a_storms_detail_shows_every_runs_message_and_run_count(tmp_path):
+    e = entry(scenario="storm-pool", outcome="fail", reasons=["1 run(s): an unfaulted run: run_count 0, expected 1"],
+              expectation={"final": ["COMPLETED", "CRASHED"], "message": "^$", "run_count": 1, "settle_within_seconds": 60},
+              storm={"runs": 3, "faulted": 0, "final": {"COMPLETED": 2, "CRASHED": 1}, "stuck": [], "unaccounted_ledger_runs": []})
+    first = e["history"]["flow_runs"][0]
+    first["states"][-1] = {"type": "COMPLETED", "name": "Completed", "timestamp": T + 20, "message": None}
+    long = "Failed to submit flow run to infrastructure: " + "x" * 200
+    e["history"]["flow_runs"] += [
+        {**first, "id": "r2"},
+        {**first, "id": "r3", "run_count": 0,
+         "states": [{"type": "CRASHED", "name": "Crashed", "timestamp": T + 21, "message": long}]}]
+    html = htmlreport.write([journal(tmp_path / "j.jsonl", e)], tmp_path / "r.html")[0].read_text()
+    assert "<td>run_count</td><td><code>1</code></td><td class=bad><code>{&quot;0&quot;: 1, &quot;1&quot;: 2}</code>" in html
+    cut = long[:htmlreport.STORM_MESSAGE_CHARS - 1] + "…"
+    assert f"<td>message</td><td><code>^$</code></td><td><code>{{&quot;(none)&quot;: 2, &quot;{cut}&quot;: 1}}</code>" in html
+
+
 def test_a_foreign_replica_is_named_in_the_detail(tmp_path):
     e = entry(scenario="background-foreign", kinds=(), executed_by={"step-1": ["task-worker-0"]})
     e["history"]["infrastructure"] = [{"task_worker": 0, "generation": 0, "pid": 40, "started_at": T, "exit_code": None,
