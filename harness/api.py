@@ -23,6 +23,10 @@ class APIError(RuntimeError):
 
 # SQLite answers "database is locked" as 503; a restarting server refuses connections.
 TRANSIENT = frozenset({429, 502, 503, 504})
+# Creating a run retries a 500 too: a server whose database pool ran out (storm-db-pool-exhausted)
+# answers 500 to a request it found no connection for, and the run's idempotency key makes a
+# retry safe should the server have made the run after all.
+CREATE_RUN_TRANSIENT = TRANSIENT | {500}
 SETUP = 30.0  # seconds a setup call (deploy, create a run) retries transient failures
 
 
@@ -43,9 +47,11 @@ class PrefectAPI:
     def close(self) -> None:
         self.http.close()
 
-    def _call(self, method: str, path: str, retry_for: float = 0, timeout: float | None = None, **kw: Any) -> Any:
-        """One request; ``retry_for`` > 0 retries transient failures that long (setup calls only:
-        an observation must see a down server as down); ``timeout`` replaces the client's own."""
+    def _call(self, method: str, path: str, retry_for: float = 0, timeout: float | None = None,
+              transient_codes: frozenset[int] = TRANSIENT, **kw: Any) -> Any:
+        """One request; ``retry_for`` > 0 retries transient failures (a connection's, or an answer
+        in ``transient_codes``) that long (setup calls only: an observation must see a down server
+        as down); ``timeout`` replaces the client's own."""
         if timeout is not None:
             kw["timeout"] = timeout
         deadline, pause = time.monotonic() + retry_for, 0.2
@@ -55,7 +61,7 @@ class PrefectAPI:
                 if resp.status_code < 400:
                     return resp.json() if resp.content else None
                 error = APIError(f"{method} {self.url}{path}: HTTP {resp.status_code}: {resp.text[:500]}")
-                transient = resp.status_code in TRANSIENT
+                transient = resp.status_code in transient_codes
             except httpx.HTTPError as exc:
                 error = APIError(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}")
                 transient = isinstance(exc, httpx.TransportError)
@@ -112,10 +118,11 @@ class PrefectAPI:
 
     def create_flow_run(self, deployment_id: str, parameters: dict[str, Any], tags: list[str],
                         retry_for: float = SETUP, timeout: float | None = None) -> str:
-        """A run of the deployment.  The idempotency key makes retrying a timed-out request safe:
-        the server returns the run it already made instead of making a second one."""
+        """A run of the deployment.  The idempotency key makes retrying a timed-out request (or a
+        500) safe: the server returns the run it already made instead of making a second one."""
         body = {"parameters": parameters, "tags": tags, "idempotency_key": uuid.uuid4().hex}
-        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", retry_for, timeout, json=body)["id"]
+        return self._call("POST", f"/deployments/{deployment_id}/create_flow_run", retry_for, timeout,
+                          CREATE_RUN_TRANSIENT, json=body)["id"]
 
     def create_automation(self, body: dict[str, Any]) -> str:
         return self._call("POST", "/automations/", SETUP, json=body)["id"]

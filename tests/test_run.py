@@ -1,11 +1,14 @@
 """Arming faults: which runs of a scenario each fault waits on and hits; creating a storm's runs."""
 
+import json
 import threading
 import time
 import uuid
 from types import SimpleNamespace
 
-from harness.api import PrefectAPI
+import pytest
+
+from harness.api import APIError, PrefectAPI
 from harness.run import STORM_CREATORS, _create_runs, arm
 from harness.scenario import Scenario
 from stub_http import JSONHandler, serve
@@ -73,5 +76,39 @@ def test_a_storms_runs_are_created_many_at_a_time_and_one_run_alone():
             assert 1 < _CreatingServer.most <= STORM_CREATORS
             _CreatingServer.most = 0
             assert len(_create_runs(system, deployed, 1, {}, ["chaos"])) == 1 and _CreatingServer.most == 1
+        finally:
+            api.close()
+
+
+class _ExhaustedServer(JSONHandler):
+    """Answers a run's creation 500 twice (a server whose database pool ran out), then makes the
+    run, named after its idempotency key; any other POST is answered 500 every time."""
+
+    keys: list[str] = []
+
+    def do_POST(self):
+        body = json.loads(self.body())
+        if not self.path.endswith("/create_flow_run"):
+            self.answer({"exception_message": "Internal Server Error"}, 500)
+            return
+        type(self).keys.append(body["idempotency_key"])
+        if len(self.keys) <= 2:
+            self.answer({"exception_message": "Internal Server Error"}, 500)
+        else:
+            self.answer({"id": f"run-{body['idempotency_key']}"}, 201)
+
+
+def test_creating_a_run_retries_a_500_with_the_same_idempotency_key_and_nothing_else_does():
+    with serve(_ExhaustedServer) as port:
+        api = PrefectAPI(f"http://127.0.0.1:{port}")
+        try:
+            run_id = api.create_flow_run("d", {}, ["chaos"], retry_for=10)
+            keys = _ExhaustedServer.keys
+            assert len(keys) == 3 and len(set(keys)) == 1 and run_id == f"run-{keys[0]}"
+            started = time.monotonic()
+            with pytest.raises(APIError, match="POST .*/flows/: HTTP 500"):
+                api.create_deployment(flow_name="f", name="n", pool="p", entrypoint="e", directory="/",
+                                      parameters={}, job_variables={}, tags=[])
+            assert time.monotonic() - started < 2  # not retried for the setup calls' 30 s
         finally:
             api.close()
