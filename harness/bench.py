@@ -15,7 +15,8 @@ scheduler does), and prints per case and overall:
   cleanup (after the journal line, while the next case runs) are shown beside it;
 - the matrix's wall time (to the last cleanup) against its longest single case (target: at most
   1.5x), and the least time the processes under test needed on this machine's cores (their CPU
-  seconds / cores);
+  seconds / cores); with it, how many cores the target needs at the least for the CPU the matrix
+  used, so that a target no schedule can meet on this machine says so;
 - state-observation lag: when the harness first saw the main run terminal, minus the time Prefect
   recorded that state; beside it how the polls went: how many the server did not answer (the
   harness asks it directly, not through the fault proxy: a server a scenario stops counts too)
@@ -34,6 +35,7 @@ Targets are printed beside the figures, never asserted: this is a measurement, n
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import statistics
@@ -155,9 +157,23 @@ def summarize(cases: list[dict[str, Any]], matrix_wall: float, usage: dict[str, 
     }
     if "children_cpu_seconds" in usage:  # the least wall time the processes under test needed
         out["cpu_floor_seconds"] = round(usage["children_cpu_seconds"] / cores, 1)
+        out.update(target_cores(usage["children_cpu_seconds"] + usage.get("harness_cpu_seconds", 0.0), longest, cores))
     out["overhead_target_met"] = out["overhead_median"] is not None and out["overhead_median"] < OVERHEAD_TARGET
     out["matrix_target_met"] = out["matrix_over_longest"] is not None and out["matrix_over_longest"] <= MATRIX_TARGET
     return out
+
+
+def target_cores(cpu_seconds: float, longest: float, cores: int) -> dict[str, Any]:
+    """Whether any schedule could meet the matrix target on ``cores``: within the target's wall time
+    (1.5x the longest case) the cores must give the CPU seconds the matrix used (the harness and
+    every process it started), even if packed perfectly.  The cores that would take at the least,
+    and whether this machine has them: a lower bound, since the cases grow longer under load."""
+    if not longest:
+        return {}
+    target_wall = MATRIX_TARGET * longest
+    needed = max(1, math.ceil(cpu_seconds / target_wall))
+    return {"target_wall_seconds": round(target_wall, 1), "target_cores_needed": needed,
+            "matrix_target_reachable": needed <= cores}
 
 
 def usage_now() -> dict[str, float]:
@@ -313,6 +329,13 @@ def render(result: dict[str, Any]) -> str:
     if "harness_peak_rss_mib" in s:
         lines.append(f"harness process: peak RSS {s['harness_peak_rss_mib']} MiB, CPU {s['harness_cpu_seconds']} s "
                      f"(its children: {s['children_cpu_seconds']} CPU s)")
+    if "target_cores_needed" in s:
+        lines.append(
+            f"  the {MATRIX_TARGET:g}x target means the matrix within {s['target_wall_seconds']} s; the CPU it used "
+            f"({s['children_cpu_seconds'] + s['harness_cpu_seconds']:.0f} s, the harness's and its children's) needs at "
+            f"least {s['target_cores_needed']} cores for that, packed perfectly: "
+            + (f"{s['cores']} here, so some schedule might" if s["matrix_target_reachable"]
+               else f"{s['cores']} here, so no schedule can meet it on this machine"))
     if result.get("cpu_by_role"):
         usage = dict(result["cpu_by_role"])
         if "harness_cpu_seconds" in s:

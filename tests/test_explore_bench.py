@@ -16,7 +16,7 @@ import yaml
 
 from harness import procs
 from harness.bench import (CpuSampler, case_figures, from_journal, observation_lag, own_time, quiet_time, render,
-                           role_of, summarize)
+                           role_of, summarize, target_cores)
 from harness.explore import RETRIES, STEPS, Episode, Step, invariant_violations, run_machine, was_rescheduled
 from harness.faults import FaultRecord
 from harness.history import FlowRun, History, State
@@ -196,6 +196,29 @@ def test_case_figures_and_summary_against_the_targets():
     # the roles and the harness itself: 5 + 2 + 1 CPU s
     assert f"CPU by role (sampled each second): 8 CPU s, at least {8 / s['cores']:.0f} s" in text
     assert "server 5 s (1 processes), worker 2 s (2 processes), harness 1 s (1 processes)" in text
+
+
+def test_the_cores_the_matrix_target_needs_for_the_cpu_the_matrix_used():
+    # 1.5x a 100 s case is 150 s: 9 CPU s fit one core; 301 CPU s need three, packed perfectly
+    assert target_cores(9.0, 100.0, 2) == {"target_wall_seconds": 150.0, "target_cores_needed": 1,
+                                           "matrix_target_reachable": True}
+    assert target_cores(301.0, 100.0, 2)["target_cores_needed"] == 3
+    assert target_cores(301.0, 100.0, 2)["matrix_target_reachable"] is False
+    assert target_cores(300.0, 100.0, 2)["matrix_target_reachable"] is True
+    assert target_cores(5.0, 0.0, 2) == {}  # no case: no figure rather than a division by zero
+    fig = case_figures(entry([("SCHEDULED", 10), ("COMPLETED", 110)], seen=110.1, finished=110.5, turn=9.5,
+                             quiet=0.0))
+    cores = os.cpu_count() or 1
+    s = summarize([fig], matrix_wall=900.0, usage={"harness_peak_rss_mib": 1.0, "harness_cpu_seconds": 10.0,
+                                                   "children_cpu_seconds": 1000.0 * cores})
+    # 1010*cores CPU s within 1.5 * 101 s: more cores than this machine has, whatever it has
+    assert s["target_cores_needed"] > cores and s["matrix_target_reachable"] is False
+    text = render({"summary": s, "cases": [fig], "errors": {}, "prefect_version": "3.9.1", "backend": "local",
+                   "concurrency": 1, "ahead": 1, "path": "p.json"})
+    assert (f"the 1.5x target means the matrix within 151.5 s; the CPU it used ({1000 * cores + 10} s, the harness's "
+            f"and its children's) needs at least {s['target_cores_needed']} cores") in text
+    assert f"{cores} here, so no schedule can meet it on this machine" in text
+    assert "target_cores_needed" not in summarize([fig], matrix_wall=900.0, usage={})  # a journal: no usage
 
 
 def test_figures_from_a_journal(tmp_path):
