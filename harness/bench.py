@@ -172,8 +172,8 @@ def target_cores(cpu_seconds: float, longest: float, cores: int) -> dict[str, An
         return {}
     target_wall = MATRIX_TARGET * longest
     needed = max(1, math.ceil(cpu_seconds / target_wall))
-    return {"target_wall_seconds": round(target_wall, 1), "target_cores_needed": needed,
-            "matrix_target_reachable": needed <= cores}
+    return {"target_wall_seconds": round(target_wall, 1), "target_cpu_seconds": round(cpu_seconds, 1),
+            "target_cores_needed": needed, "matrix_target_reachable": needed <= cores}
 
 
 def usage_now() -> dict[str, float]:
@@ -332,10 +332,9 @@ def render(result: dict[str, Any]) -> str:
     if "target_cores_needed" in s:
         lines.append(
             f"  the {MATRIX_TARGET:g}x target means the matrix within {s['target_wall_seconds']} s; the CPU it used "
-            f"({s['children_cpu_seconds'] + s['harness_cpu_seconds']:.0f} s, the harness's and its children's) needs at "
-            f"least {s['target_cores_needed']} cores for that, packed perfectly: "
-            + (f"{s['cores']} here, so some schedule might" if s["matrix_target_reachable"]
-               else f"{s['cores']} here, so no schedule can meet it on this machine"))
+            f"({s['target_cpu_seconds']:.0f} s, the harness's and its children's) needs at least "
+            f"{s['target_cores_needed']} cores for that, packed perfectly: {s['cores']} here, so "
+            + ("some schedule might" if s["matrix_target_reachable"] else "no schedule can meet it on this machine"))
     if result.get("cpu_by_role"):
         usage = dict(result["cpu_by_role"])
         if "harness_cpu_seconds" in s:

@@ -200,8 +200,8 @@ def test_case_figures_and_summary_against_the_targets():
 
 def test_the_cores_the_matrix_target_needs_for_the_cpu_the_matrix_used():
     # 1.5x a 100 s case is 150 s: 9 CPU s fit one core; 301 CPU s need three, packed perfectly
-    assert target_cores(9.0, 100.0, 2) == {"target_wall_seconds": 150.0, "target_cores_needed": 1,
-                                           "matrix_target_reachable": True}
+    assert target_cores(9.0, 100.0, 2) == {"target_wall_seconds": 150.0, "target_cpu_seconds": 9.0,
+                                           "target_cores_needed": 1, "matrix_target_reachable": True}
     assert target_cores(301.0, 100.0, 2)["target_cores_needed"] == 3
     assert target_cores(301.0, 100.0, 2)["matrix_target_reachable"] is False
     assert target_cores(300.0, 100.0, 2)["matrix_target_reachable"] is True
