@@ -49,6 +49,14 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.repeat < 1:
         print(f"error: --repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return 4
+    if args.shard:
+        from harness.shard import parse
+
+        try:
+            parse(args.shard)
+        except ValueError as exc:
+            print(f"error: --shard: {exc}", file=sys.stderr)
+            return 4
     if args.repeat > 1:
         return repeat(args, extra)
     journal = Path(args.journal or default_path()).resolve()
@@ -61,6 +69,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         argv += ["--chaos-backend", b]
     for s in args.scenario or []:
         argv += ["--chaos-scenario", s]
+    if args.tier:
+        argv += ["--chaos-tier", args.tier]
+    if args.shard:
+        argv += ["--chaos-shard", args.shard]
+    for d in args.durations or []:
+        argv += ["--chaos-durations", d]
     os.environ["CHAOS_REPORT_QUIET"] = "1"  # printed below, after the journal's path
     code = pytest.main(argv)
     print(f"journal: {journal}" if journal.is_file() else "journal: none (no scenario finished)")
@@ -91,6 +105,12 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
         command += ["--backend", b]
     for sc in args.scenario or []:
         command += ["--scenario", sc]
+    if args.tier:
+        command += ["--tier", args.tier]
+    if args.shard:
+        command += ["--shard", args.shard]
+    for d in args.durations or []:
+        command += ["--durations", d]
     command += extra
 
     def interrupted(signum, frame):  # noqa: ARG001 - SIGTERM as Ctrl-C: into the wait below
@@ -183,10 +203,19 @@ def prune_journals(directory: Path, keep: int) -> list[Path]:
     return removed
 
 
+def journals_in(paths: list[str]) -> list[str]:
+    """Journal files as given, a directory standing for the ``journal-*.jsonl`` in it (oldest first)."""
+    found = []
+    for p in map(Path, paths):
+        found += sorted(map(str, p.glob("journal-*.jsonl"))) if p.is_dir() else [str(p)]
+    return found
+
+
 def report(args: argparse.Namespace) -> int:
     from harness import htmlreport
 
-    out, built = htmlreport.write(args.journals, args.output, args.previous or [])
+    journals = journals_in(args.journals)
+    out, built = htmlreport.write(journals, args.output, journals_in(args.previous or []))
     for problem in built.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if not built.entries:
@@ -194,6 +223,16 @@ def report(args: argparse.Namespace) -> int:
         print("error: no usable scenario results in " + ", ".join(args.journals), file=sys.stderr)
         return 1
     print(f"report: {out} ({len(built.entries)} scenario runs{', partial' if built.problems else ''})")
+    if args.journal_out:
+        from harness.journal import merge, stamped_path
+
+        target = Path(args.journal_out)
+        if target.is_dir():  # named after the run's start, as a run's own journal is
+            target = stamped_path(target, min(e.started_at for e in built.entries))
+        print(f"journal: {target} ({merge(journals, target)} lines of {len(journals)} journal(s))")
+        if args.keep_journals is not None:
+            for old in prune_journals(target.parent, args.keep_journals):
+                print(f"pruned: {old}")
     return 0
 
 
@@ -216,7 +255,10 @@ def bench(args: argparse.Namespace) -> int:
     if args.journal:
         result = bench_mod.from_journal(Path(args.journal))
     else:
-        result = bench_mod.run(args.matrix, args.scenario, args.backend, args.concurrency, ahead=args.ahead)
+        concurrency = None if args.concurrency == "auto" else args.concurrency
+        result = bench_mod.run(args.matrix, args.scenario, args.backend, concurrency, ahead=args.ahead,
+                               compare=Path(args.compare) if args.compare else None,
+                               baseline=Path(args.baseline) if args.baseline else None, tier=args.tier)
     print(bench_mod.render(result))
     return 0
 
@@ -283,6 +325,19 @@ def export_ctk(args: argparse.Namespace) -> int:
     return 0
 
 
+def concurrency_arg(text: str) -> int | str:
+    """``auto`` or a whole number of cases at once, at least 1 (argparse's type)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of cases at once (1 or more) or auto")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,13 +350,27 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
     r.add_argument("--keep-journals", type=int, metavar="N",
                    help="afterwards, keep only the newest N journals (and reports) beside this one")
+    r.add_argument("--tier", choices=["quick", "full"],
+                   help="quick: one row per fault kind per backend, a few minutes (the way to try the harness); "
+                        "full (default): the whole matrix")
+    r.add_argument("--shard", metavar="I/N",
+                   help="run shard I of N: the cases split into N parts of about equal duration, from the "
+                        "newest journals' times (run every I with the same selection; merge with report)")
+    r.add_argument("--durations", action="append", metavar="PATH",
+                   help="with --shard: the journals (files or directories) to take the cases' times from "
+                        "(repeatable; default: the journal's directory)")
     r.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run the selection N times, each round its own session, into one journal; then "
                         "print each case's outcomes over the rounds (default 1)")
     rp = sub.add_parser("report", help="render the HTML reliability report from journals")
-    rp.add_argument("journals", nargs="+", help="this run's journal(s)")
+    rp.add_argument("journals", nargs="+", help="this run's journal(s), or directories of them (a split run's shards)")
     rp.add_argument("-o", "--output", required=True, help="the HTML file to write")
-    rp.add_argument("--previous", nargs="*", help="earlier journals, for the trend")
+    rp.add_argument("--previous", nargs="*", help="earlier journals, or directories of them, for the trend")
+    rp.add_argument("--journal-out", metavar="PATH",
+                    help="also write this run's journals as one (a split run's shards, merged: one journal per "
+                         "run for later trends and splits); a directory gets journal-<UTC time of the run>.jsonl")
+    rp.add_argument("--keep-journals", type=int, metavar="N",
+                    help="with --journal-out: afterwards keep only the newest N journals beside it")
     i = sub.add_parser("image", help="the Prefect image of the docker backend")
     i.add_argument("action", choices=["build"])
     i.add_argument("--if-possible", action="store_true",
@@ -310,7 +379,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--backend", default="local", choices=["local", "docker", "kind"])
     b.add_argument("--scenario", action="append", help="scenario id or glob (repeatable; default: all)")
     b.add_argument("--matrix", default=str(ROOT / "scenarios"))
-    b.add_argument("--concurrency", type=int, default=8, help="cases at once (default 8)")
+    b.add_argument("--concurrency", default="auto", type=concurrency_arg,
+                   help="cases at once, or auto (default): the least that could end within 2x the CPU floor, from "
+                        "the newest earlier benchmark's CPU per case (without one, one per core)")
+    b.add_argument("--compare", metavar="JOURNAL",
+                   help="the run whose verdicts this one's must equal (default: the newest reports/journal-*.jsonl, "
+                        "the main job's, one case at a time)")
+    b.add_argument("--baseline", metavar="BENCH_JSON",
+                   help="an earlier benchmark's figures (reports/bench-*.json): print the CPU by role before and now")
+    b.add_argument("--tier", choices=["quick", "full"], default="full", help="the rows to run (default: full)")
     b.add_argument("--ahead", type=int, default=1, help="cases deployed ahead of their turn (default 1; 0: none)")
     b.add_argument("--journal", help="print the figures of this journal's run instead of running cases")
     e = sub.add_parser("explore", help="randomized fault schedules (Hypothesis) on the local backend")

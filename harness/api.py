@@ -96,8 +96,13 @@ class PrefectAPI:
     def delete_work_pool(self, name: str) -> None:
         self._call("DELETE", f"/work_pools/{name}")
 
+    def delete_work_queue(self, pool: str, queue: str) -> None:
+        self._call("DELETE", f"/work_pools/{pool}/queues/{queue}")
+
     def create_deployment(self, *, flow_name: str, name: str, pool: str, entrypoint: str, directory: str,
-                          parameters: dict[str, Any], job_variables: dict[str, Any], tags: list[str]) -> str:
+                          parameters: dict[str, Any], job_variables: dict[str, Any], tags: list[str],
+                          queue: str | None = None) -> str:
+        """A deployment in ``pool`` (in its work queue ``queue``, which the server makes if need be)."""
         flow = self._call("POST", "/flows/", SETUP, json={"name": flow_name})
         body = {
             "name": name,
@@ -111,6 +116,8 @@ class PrefectAPI:
             "enforce_parameter_schema": False,
             "tags": tags,
         }
+        if queue is not None:
+            body["work_queue_name"] = queue
         return self._call("POST", "/deployments/", SETUP, json=body)["id"]
 
     def delete_deployment(self, deployment_id: str) -> None:

@@ -50,11 +50,13 @@ from harness import procs
 from harness.journal import REPORTS_DIR, Journal
 from harness.run import Runner
 from harness.scenario import load_matrix, select
-from harness.schedule import Scheduler, plan
+from harness.schedule import Scheduler, by_system, plan
 from harness.session import ChaosSession, prefect_version
 
 OVERHEAD_TARGET = 1.0  # seconds, median
-MATRIX_TARGET = 1.5  # matrix wall time / longest case
+MATRIX_TARGET = 1.5  # matrix wall time / longest case: one machine (out of reach on few cores), or 8 shards
+FLOOR_TARGET = 2.0  # matrix wall time / its CPU floor (the CPU it used over this machine's cores)
+SHARD_COUNTS = (2, 4, 8)
 
 
 def _tops(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,7 +159,11 @@ def summarize(cases: list[dict[str, Any]], matrix_wall: float, usage: dict[str, 
     }
     if "children_cpu_seconds" in usage:  # the least wall time the processes under test needed
         out["cpu_floor_seconds"] = round(usage["children_cpu_seconds"] / cores, 1)
-        out.update(target_cores(usage["children_cpu_seconds"] + usage.get("harness_cpu_seconds", 0.0), longest, cores))
+        used = usage["children_cpu_seconds"] + usage.get("harness_cpu_seconds", 0.0)
+        out["harness_cpu_share"] = round(usage.get("harness_cpu_seconds", 0.0) / used, 3) if used else None
+        out["matrix_over_floor"] = round(matrix_wall / (used / cores), 2) if used else None
+        out["floor_target_met"] = out["matrix_over_floor"] is not None and out["matrix_over_floor"] <= FLOOR_TARGET
+        out.update(target_cores(used, longest, cores))
     out["overhead_target_met"] = out["overhead_median"] is not None and out["overhead_median"] < OVERHEAD_TARGET
     out["matrix_target_met"] = out["matrix_over_longest"] is not None and out["matrix_over_longest"] <= MATRIX_TARGET
     return out
@@ -174,6 +180,81 @@ def target_cores(cpu_seconds: float, longest: float, cores: int) -> dict[str, An
     needed = max(1, math.ceil(cpu_seconds / target_wall))
     return {"target_wall_seconds": round(target_wall, 1), "target_cpu_seconds": round(cpu_seconds, 1),
             "target_cores_needed": needed, "matrix_target_reachable": needed <= cores}
+
+
+def shard_estimates(cases: list[dict[str, Any]], startup: float, counts: tuple[int, ...] = SHARD_COUNTS
+                    ) -> list[dict[str, Any]]:
+    """What the matrix would take as N shards (N machines, each its cases one at a time, as the
+    nightly's shard jobs run them): the split ``harness.shard`` makes of these cases' walls, its
+    longest shard plus one session's start-up (a server and the first worker), against the
+    longest case."""
+    from harness import shard
+
+    seconds = {c["case"]: c["wall"] for c in cases}
+    longest = max(seconds.values(), default=0.0)
+    out = []
+    for n in counts:
+        if not seconds:
+            break
+        wall = max(shard.loads(shard.partition(seconds, n), seconds)) + startup
+        ratio = round(wall / longest, 2) if longest else None
+        out.append({"shards": n, "wall": round(wall, 1), "over_longest": ratio,
+                    "ideal": round(shard.ideal(seconds, n) + startup, 1),
+                    "target_met": None if n != max(counts) else ratio is not None and ratio <= MATRIX_TARGET})
+    return out
+
+
+def pick_concurrency(previous: dict[str, Any] | None, cores: int | None = None) -> tuple[int, str]:
+    """The concurrency for a run of the matrix here: the least that could bring its wall time
+    within ``FLOOR_TARGET`` times its CPU floor, from what an earlier benchmark measured (the CPU
+    the cases used per second of their turns: how many cores one case keeps busy).  More than that
+    only loads the machine further, which changes what timing-bound rows see; with no earlier
+    measurement, one case per core.  Returns it and why."""
+    cores = cores or os.cpu_count() or 1
+    s = (previous or {}).get("summary") or {}
+    walls = sum(c.get("wall") or 0.0 for c in (previous or {}).get("cases") or [])
+    used = (s.get("children_cpu_seconds") or 0.0) + (s.get("harness_cpu_seconds") or 0.0)
+    if not walls or not used:
+        return cores, f"one case per core ({cores}): no earlier benchmark to measure a case's CPU by"
+    demand = used / walls
+    chosen = max(1, math.ceil(cores / (FLOOR_TARGET * demand)))
+    return chosen, (f"a case kept {demand:.2f} cores busy on average ({used:.0f} CPU s over {walls:.0f} s of turns, "
+                    f"{previous.get('path', 'an earlier benchmark')}): {chosen} at once could end within "
+                    f"{FLOOR_TARGET:g}x the CPU floor on {cores} cores")
+
+
+def compare_verdicts(figures: list[dict[str, Any]], journal: Path) -> dict[str, Any]:
+    """This run's verdicts against another run's journal (a sequential one): which cases differ."""
+    from harness import journal as journal_mod
+
+    then: dict[str, list[str]] = {}
+    try:
+        for e in journal_mod.read(journal):
+            if isinstance(e, dict) and isinstance(e.get("verdict"), dict):
+                then.setdefault(f"{e.get('scenario')}@{e.get('backend')}", []).append(e["verdict"].get("outcome"))
+    except OSError as exc:
+        return {"journal": str(journal), "error": str(exc)}
+    differ = {c["case"]: {"now": c["outcome"], "then": then[c["case"]]} for c in figures
+              if c["case"] in then and c["outcome"] not in then[c["case"]]}
+    return {"journal": str(journal), "compared": sum(1 for c in figures if c["case"] in then), "differ": differ,
+            "not_in_it": sorted(c["case"] for c in figures if c["case"] not in then)}
+
+
+def newest(pattern: str, directory: Path = REPORTS_DIR) -> Path | None:
+    found = sorted(directory.glob(pattern), key=lambda p: p.name)
+    return found[-1] if found else None
+
+
+def cpu_before_after(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
+    """CPU seconds by role in two benchmark results (the harness's own as a role): (role, before, after)."""
+    def roles(result: dict[str, Any]) -> dict[str, float]:
+        out = {role: r["cpu_seconds"] for role, r in (result.get("cpu_by_role") or {}).items()}
+        if "harness_cpu_seconds" in (result.get("summary") or {}):
+            out["harness"] = result["summary"]["harness_cpu_seconds"]
+        return out
+
+    b, a = roles(before), roles(after)
+    return [(role, b.get(role), a.get(role)) for role in sorted(set(b) | set(a), key=lambda r: -(b.get(r) or 0.0))]
 
 
 def usage_now() -> dict[str, float]:
@@ -240,9 +321,19 @@ class CpuSampler:
         return dict(sorted(out.items(), key=lambda kv: -kv[1]["cpu_seconds"]))
 
 
-def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int, out: Path | None = None,
-        ahead: int = 1) -> dict[str, Any]:
-    cases = select(load_matrix(matrix), patterns, [backend])
+def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int | None, out: Path | None = None,
+        ahead: int = 1, compare: Path | None = None, baseline: Path | None = None, tier: str = "full") -> dict[str, Any]:
+    """Run the cases and measure; ``concurrency`` None picks it (``pick_concurrency``) from the
+    newest earlier benchmark.  The verdicts are compared with ``compare`` (default: the newest
+    journal, the main job's, which runs one case at a time) and the CPU by role with ``baseline``
+    (an earlier benchmark's figures), if given."""
+    cases = select(load_matrix(matrix), patterns, [backend], tier)
+    previous = json.loads(baseline.read_text()) if baseline else None
+    picked = None
+    if concurrency is None:
+        latest = newest("bench-*.json")
+        concurrency, picked = pick_concurrency(json.loads(latest.read_text()) if latest else None)
+    compare = compare or newest("journal-*.jsonl")
     if not cases:
         raise SystemExit(f"no case of the matrix matches {patterns or '*'} on {backend}")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -250,12 +341,13 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int,
     version, entries, errors = prefect_version(), {}, {}
     session = ChaosSession()
     scheduler = Scheduler(session, Runner(journal, version), concurrency, ahead)
-    scheduler.planned = cases if concurrency > 1 else plan(cases)
+    order = plan(cases) if concurrency > 1 else by_system(cases)  # as the main job orders them
+    scheduler.planned = order
     started = time.time()
     sampler = CpuSampler(session.id)
     try:
         with sampler:
-            for case in plan(cases):
+            for case in order:
                 try:
                     entries[(case[0].id, case[1])] = scheduler.result(case)
                 except Exception as exc:
@@ -266,10 +358,16 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int,
         session.close()
     errors.update({f"{k[0]}@{k[1]} (cleanup)": why for k, why in failed.items()})
     figures = [case_figures(e, scheduler.cleanup_seconds.get(key)) for key, e in entries.items()]
-    result = {"prefect_version": version, "backend": backend, "concurrency": concurrency, "ahead": ahead,
-              "summary": summarize(figures, matrix_wall, usage_now()), "cpu_by_role": sampler.by_role(),
-              "cases": figures, "errors": errors,
-              "journal": str(journal.path)}
+    turns = [e["timing"]["turn_started_at"] for e in entries.values() if (e.get("timing") or {}).get("turn_started_at")]
+    startup = round(min(turns) - started, 1) if turns else 0.0  # the server's start, before the first turn
+    result = {"prefect_version": version, "backend": backend, "concurrency": concurrency, "concurrency_picked": picked,
+              "ahead": ahead, "summary": summarize(figures, matrix_wall, usage_now()), "cpu_by_role": sampler.by_role(),
+              "cases": figures, "errors": errors, "startup_seconds": startup,
+              "shards": shard_estimates(figures, startup),
+              "verdicts": compare_verdicts(figures, compare) if compare else None,
+              "baseline": str(baseline) if baseline else None, "journal": str(journal.path)}
+    if previous is not None:
+        result["cpu_before_after"] = cpu_before_after(previous, result)
     path = out or REPORTS_DIR / f"bench-{stamp}.json"
     path.write_text(json.dumps(result, indent=2))
     result["path"] = str(path)
@@ -288,7 +386,8 @@ def from_journal(path: Path) -> dict[str, Any]:
     versions = sorted({str(e.get("prefect_version")) for e in entries})
     return {"prefect_version": ", ".join(versions), "backend": ", ".join(sorted({e["backend"] for e in entries})),
             "concurrency": "as run", "ahead": "as run", "summary": summarize(figures, wall, {}), "cases": figures,
-            "errors": {}, "journal": str(path), "path": str(path)}
+            "errors": {}, "journal": str(path), "path": str(path), "startup_seconds": None,
+            "shards": shard_estimates(figures, 0.0)}
 
 
 def _num(value: float | None, width: int, digits: int = 2) -> str:
@@ -335,6 +434,29 @@ def render(result: dict[str, Any]) -> str:
             f"({s['target_cpu_seconds']:.0f} s, the harness's and its children's) needs at least "
             f"{s['target_cores_needed']} cores for that, packed perfectly: {s['cores']} here, so "
             + ("some schedule might" if s["matrix_target_reachable"] else "no schedule can meet it on this machine"))
+    if result.get("concurrency_picked"):
+        lines.append(f"concurrency {result['concurrency']}, picked: {result['concurrency_picked']}")
+    if s.get("matrix_over_floor") is not None:
+        lines.append(f"matrix wall time against its CPU floor (the CPU it used over {s['cores']} cores): "
+                     f"{s['matrix_over_floor']}x (target: <= {FLOOR_TARGET:g}x: {met[s['floor_target_met']]}); "
+                     f"the harness's own share of that CPU: {100 * (s.get('harness_cpu_share') or 0):.1f}%")
+    verdicts = result.get("verdicts")
+    if verdicts and "error" not in verdicts:
+        differ = verdicts["differ"]
+        lines.append(f"verdicts against {verdicts['journal']}: {verdicts['compared'] - len(differ)} of "
+                     f"{verdicts['compared']} the same" + (": every one" if not differ else
+                     "; differ: " + ", ".join(f"{k} {v['now']} (was {'/'.join(v['then'])})" for k, v in differ.items()))
+                     + (f"; not in it: {len(verdicts['not_in_it'])}" if verdicts["not_in_it"] else ""))
+    for est in result.get("shards") or []:
+        startup = result.get("startup_seconds")
+        target = "" if est["target_met"] is None else \
+            f" (target: <= {MATRIX_TARGET:g}x: {met[est['target_met']]})"
+        lines.append(f"as {est['shards']} shards: {est['wall']} s (the split's longest shard"
+                     + (f" + {startup} s start-up" if startup else ", no start-up counted") +
+                     f"; ideal {est['ideal']} s), {est['over_longest']}x the longest case{target}")
+    if result.get("cpu_before_after"):
+        lines.append(f"CPU by role, before ({result.get('baseline')}) -> now: " + ", ".join(
+            f"{role} {_num(b, 1, 0).strip()} -> {_num(a, 1, 0).strip()} s" for role, b, a in result["cpu_before_after"]))
     if result.get("cpu_by_role"):
         usage = dict(result["cpu_by_role"])
         if "harness_cpu_seconds" in s:

@@ -1,15 +1,20 @@
-"""Memory cgroups (v1 and v2) for the OOM fault on local processes, and a fallback watchdog.
+"""Cgroups (v1 and v2) for the faults on local processes: memory (the OOM fault) and CPU (the
+cpu-starve fault), and a fallback watchdog for memory.
 
-A cgroup named after the session and the scenario is created, given a memory limit (swap off),
-and the flow-run process is moved into it; the kernel's OOM killer then acts on its next large
-allocation.  Memory already charged before the move stays where it was (v1 and v2 alike), so the
-limit bounds what the process allocates after the fault fires.  Where no memory cgroup is
-writable, ``RssWatchdog`` SIGKILLs the process when its RSS grows by the limit, and the history
-records that mechanism so the two are never confused.
+A cgroup named after the session and the scenario is created under the controller's hierarchy
+and the target processes are moved into it.  Memory: a limit (swap off); the kernel's OOM killer
+then acts on the next large allocation.  Memory already charged before the move stays where it
+was (v1 and v2 alike), so the limit bounds what the process allocates after the fault fires.
+Where no memory cgroup is writable, ``RssWatchdog`` SIGKILLs the process when its RSS grows by
+the limit, and the history records that mechanism so the two are never confused.  CPU: a CFS
+quota (``cpu.cfs_quota_us`` on v1, ``cpu.max`` on v2): the processes run at most that share of
+one CPU, as on an overloaded node; lifting it heals, and the processes go back to the cgroups
+they came from before the group is removed (a starved server or worker lives on).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -22,54 +27,100 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PREFIX = "chaos-harness-"
 
 
-def version(root: Path = CGROUP_ROOT) -> int | None:
+def version(root: Path = CGROUP_ROOT, controller: str = "memory") -> int | None:
     if (root / "cgroup.controllers").exists():
         return 2
-    if (root / "memory").is_dir():
+    if (root / controller).is_dir():
         return 1
     return None
 
 
-def _v2_parent(root: Path) -> Path | None:
-    """A v2 directory where we may create children with the memory controller enabled."""
-    candidates = [root]
-    try:  # a delegated subtree (systemd user session): the parent of our own cgroup
-        own = Path(open("/proc/self/cgroup").read().strip().split("::", 1)[1].lstrip("/"))
-        candidates.append(root / own.parent)
-    except (OSError, IndexError):
+def _own_v2_cgroup() -> Path | None:
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                return Path(line[3:].lstrip("/"))
+    except OSError:
         pass
+    return None
+
+
+def _v2_parent(root: Path, controller: str = "memory") -> Path | None:
+    """A v2 directory where we may create children with ``controller`` enabled."""
+    candidates = [root]
+    own = _own_v2_cgroup()
+    if own is not None:  # a delegated subtree (systemd user session): the parent of our own cgroup
+        candidates.append(root / own.parent)
     for parent in candidates:
         try:
-            if "memory" in (parent / "cgroup.subtree_control").read_text().split() and os.access(parent, os.W_OK):
+            if controller in (parent / "cgroup.subtree_control").read_text().split() and os.access(parent, os.W_OK):
                 return parent
         except OSError:
             continue
     return None
 
 
-class MemoryCgroup:
-    """One memory cgroup of the harness: create, limit, add a pid, read OOM kills, remove."""
+class Cgroup:
+    """One cgroup of the harness under ``controller``'s hierarchy: create, add pids, remove."""
 
-    def __init__(self, name: str, limit_bytes: int, root: Path = CGROUP_ROOT):
-        self.version = version(root)
+    controller = "memory"
+
+    def __init__(self, name: str, root: Path = CGROUP_ROOT):
+        self.root = root
+        self.version = version(root, self.controller)
         if self.version == 1:
-            self.path = root / "memory" / f"{PREFIX}{name}"
+            self.hierarchy = root / self.controller
+            self.path = self.hierarchy / f"{PREFIX}{name}"
         elif self.version == 2:
-            parent = _v2_parent(root)
+            parent = _v2_parent(root, self.controller)
             if parent is None:
-                raise PermissionError("no writable cgroup v2 directory with the memory controller")
+                raise PermissionError(f"no writable cgroup v2 directory with the {self.controller} controller")
+            self.hierarchy = root
             self.path = parent / f"{PREFIX}{name}"
         else:
-            raise PermissionError("no memory cgroup hierarchy is mounted")
+            raise PermissionError(f"no {self.controller} cgroup hierarchy is mounted")
         self.path.mkdir()
+
+    def _write(self, name: str, value: str) -> None:
+        (self.path / name).write_text(value)
+
+    def _read(self, name: str) -> str:
+        return (self.path / name).read_text()
+
+    def add(self, pid: int) -> None:
+        self._write("cgroup.procs", str(pid))
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in self._read("cgroup.procs").split()]
+        except OSError:
+            return []
+
+    def stat(self, name: str) -> dict[str, int]:
+        """A flat-keyed stat file (``memory.events``, ``cpu.stat``...) as numbers; {} if unreadable."""
+        out = {}
+        try:
+            for line in self._read(name).splitlines():
+                key, _, value = line.partition(" ")
+                if value.strip().lstrip("-").isdigit():
+                    out[key] = int(value)
+        except OSError:
+            pass
+        return out
+
+
+class MemoryCgroup(Cgroup):
+    """A memory limit: the kernel's OOM killer acts on what the processes allocate past it."""
+
+    controller = "memory"
+
+    def __init__(self, name: str, limit_bytes: int, root: Path = CGROUP_ROOT):
+        super().__init__(name, root)
         try:
             self._limit(limit_bytes)
         except OSError:
             self.path.rmdir()
             raise
-
-    def _write(self, name: str, value: str) -> None:
-        (self.path / name).write_text(value)
 
     def _limit(self, limit: int) -> None:
         if self.version == 1:
@@ -81,25 +132,8 @@ class MemoryCgroup:
             if (self.path / "memory.swap.max").exists():
                 self._write("memory.swap.max", "0")
 
-    def add(self, pid: int) -> None:
-        self._write("cgroup.procs", str(pid))
-
     def oom_kills(self) -> int | None:
-        name = "memory.oom_control" if self.version == 1 else "memory.events"
-        try:
-            for line in (self.path / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except OSError:
-            pass
-        return None
-
-    def pids(self) -> list[int]:
-        try:
-            return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
+        return self.stat("memory.oom_control" if self.version == 1 else "memory.events").get("oom_kill")
 
     def remove(self) -> None:
         """Kill what is still inside (only processes we moved there) and remove the group."""
@@ -120,10 +154,98 @@ class MemoryCgroup:
         raise OSError(f"could not remove cgroup {self.path}: processes {self.pids()} remain")
 
 
+MIN_QUOTA_US, MAX_PERIOD_US, PERIOD_US = 1000, 1_000_000, 100_000  # the kernel's bounds; its default period
+
+
+def quota(cpus: float) -> tuple[int, int]:
+    """(quota, period) in microseconds for a share of ``cpus`` CPUs: the default 100 ms period,
+    lengthened (to 1 s at the most) where the quota would fall under the kernel's 1 ms minimum."""
+    if cpus <= 0:
+        raise ValueError(f"a CPU share must be positive, got {cpus}")
+    period = PERIOD_US
+    if cpus * period < MIN_QUOTA_US:
+        period = min(MAX_PERIOD_US, math.ceil(MIN_QUOTA_US / cpus))
+    return max(MIN_QUOTA_US, round(cpus * period)), period
+
+
+def origin(pid: int, controller: str, hierarchy: Path, version_: int) -> Path | None:
+    """The cgroup ``pid`` is in on ``controller``'s hierarchy (read from /proc/<pid>/cgroup)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if (version_ == 2 and controllers == "") or (version_ == 1 and controller in controllers.split(",")):
+            return hierarchy / path.lstrip("/")
+    return None
+
+
+class CpuCgroup(Cgroup):
+    """A CFS quota: the processes inside run at most ``cpus`` CPUs' worth of time, however many
+    they ask for.  ``lift`` removes the quota; ``remove`` moves the processes back to the cgroups
+    they came from (they live on) and removes the group."""
+
+    controller = "cpu"
+
+    def __init__(self, name: str, cpus: float, root: Path = CGROUP_ROOT):
+        super().__init__(name, root)
+        self.origins: dict[int, Path] = {}
+        self.quota_us, self.period_us = quota(cpus)
+        try:
+            if self.version == 1:
+                self._write("cpu.cfs_period_us", str(self.period_us))
+                self._write("cpu.cfs_quota_us", str(self.quota_us))
+            else:
+                self._write("cpu.max", f"{self.quota_us} {self.period_us}")
+        except OSError:
+            self.path.rmdir()
+            raise
+
+    def add(self, pid: int) -> None:
+        found = origin(pid, self.controller, self.hierarchy, self.version)
+        if found is not None:
+            self.origins.setdefault(pid, found)
+        super().add(pid)
+
+    def lift(self) -> None:
+        if self.version == 1:
+            self._write("cpu.cfs_quota_us", "-1")
+        else:
+            self._write("cpu.max", f"max {self.period_us}")
+
+    def throttling(self) -> dict[str, float]:
+        """How often the quota held the processes back: periods, throttled periods, seconds."""
+        s = self.stat("cpu.stat")
+        throttled = s.get("throttled_usec", s.get("throttled_time", 0) // 1000)  # v1 counts nanoseconds
+        return {"periods": s.get("nr_periods", 0), "throttled_periods": s.get("nr_throttled", 0),
+                "throttled_seconds": round(throttled / 1e6, 3)}
+
+    def remove(self) -> None:
+        for _ in range(50):
+            for pid in self.pids():  # children forked inside go back with their parent's origin, else the root
+                home = self.origins.get(pid) or next(iter(self.origins.values()), self.hierarchy)
+                try:
+                    (home / "cgroup.procs").write_text(str(pid))
+                except OSError:
+                    try:
+                        (self.hierarchy / "cgroup.procs").write_text(str(pid))
+                    except OSError:
+                        pass  # it exited meanwhile
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise OSError(f"could not remove cgroup {self.path}: processes {self.pids()} remain")
+
+
 def leftovers(session: str, root: Path = CGROUP_ROOT) -> list[Path]:
     """Cgroup directories of this session that still exist (for cleanup and its tests)."""
     found = []
-    for parent in [root / "memory", root, _v2_parent(root) or root]:
+    for parent in [root / "memory", root / "cpu", root, _v2_parent(root) or root, _v2_parent(root, "cpu") or root]:
         if parent.is_dir():
             found += [p for p in parent.glob(f"{PREFIX}{session}*") if p.is_dir()]
     return sorted(set(found))

@@ -38,6 +38,10 @@ FAULT_KINDS: dict[str, tuple[frozenset[str], str]] = {
     "node-loss": (frozenset({"node"}), "optional"),
     # stop the server's PostgreSQL, keep it down, start it again on the same data
     "restart-database": (frozenset({"database"}), "required"),
+    # load, not death: a CPU quota on the target (the cpu cgroup / docker update --cpus / the pod
+    # container's cgroup in its node), so it runs at ``cpus`` of one CPU, as on an overloaded node;
+    # heal lifts it, unhealed it lasts to the scenario's end
+    "cpu-starve": (frozenset({"flow-run", "worker", "server"}), "optional"),
     # cancel the flow run as a user does (`prefect flow-run cancel`, the UI): the API is asked to
     # set it Cancelling; stopping the run is then Prefect's own work (its worker or runner)
     "cancel": (frozenset({"flow-run"}), "never"),
@@ -64,7 +68,8 @@ DEFAULT_TARGET = {"kill-worker": "worker", "restart-server": "server", "drain": 
 # one is refused when the matrix loads, not skipped at run time.
 # API faults need the clients on loopback with the proxy, and PostgreSQL runs on loopback: kind's
 # pods and its server container are not there (they reach the server through a Service).
-_PROCESS_FAULTS = frozenset({"kill", "terminate", "freeze", "oom", "kill-worker", "restart-server", "cancel"})
+_PROCESS_FAULTS = frozenset({"kill", "terminate", "freeze", "oom", "kill-worker", "restart-server", "cancel",
+                             "cpu-starve"})
 BACKEND_FAULTS: dict[str, frozenset[str]] = {
     "local": _PROCESS_FAULTS | API_FAULTS | {"restart-database"},
     "docker": _PROCESS_FAULTS | API_FAULTS | {"restart-database"},

@@ -27,9 +27,11 @@ def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
 
 @pytest.fixture(scope="session")
 def chaos_journal(pytestconfig: pytest.Config) -> Journal:
-    from harness.plugin import ROUND_KEY
+    from harness.plugin import PLAN_KEY, ROUND_KEY
 
-    return Journal(os.environ[JOURNAL_ENV], pytestconfig.stash[ROUND_KEY])  # checked in pytest_configure
+    plan = pytestconfig.stash.get(PLAN_KEY, None)
+    return Journal(os.environ[JOURNAL_ENV], pytestconfig.stash[ROUND_KEY],  # checked in pytest_configure
+                   plan.record() if plan is not None else None)
 
 
 @pytest.fixture(scope="session")

@@ -340,6 +340,77 @@ class ContainerFreeze:
         return self.heal() if self.paused else {}
 
 
+def cpu_quota_script(cid: str, quota_us: int | None, period_us: int) -> str:
+    """A shell script for the node that sets (or, with None, lifts) the CFS quota of the cgroup of
+    containerd task ``cid``: its pid from ``ctr tasks ls``, its cgroup from /proc, the file
+    by the node's cgroup version (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``)."""
+    v2 = f"{quota_us} {period_us}" if quota_us is not None else f"max {period_us}"
+    v1 = str(quota_us) if quota_us is not None else "-1"
+    return (
+        "set -eu\n"
+        f"pid=$(ctr --namespace k8s.io tasks ls | awk '$1 == \"{cid}\" {{print $2}}')\n"
+        f'[ -n "$pid" ] || {{ echo "no containerd task {cid}" >&2; exit 3; }}\n'
+        "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then\n"
+        "  dir=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pid/cgroup)\n"
+        f'  echo "{v2}" > "$dir/cpu.max"\n'
+        "else\n"
+        "  dir=/sys/fs/cgroup/cpu$(awk -F: '{n = split($2, c, \",\"); for (i = 1; i <= n; i++) if (c[i] == \"cpu\") "
+        "print $3}' /proc/$pid/cgroup | head -n 1)\n"
+        f'  echo {period_us} > "$dir/cpu.cfs_period_us"\n'
+        f'  echo {v1} > "$dir/cpu.cfs_quota_us"\n'
+        "fi\n"
+        'echo "$dir"\n'
+    )
+
+
+class ContainerCpuStarve:
+    """``cpu-starve`` of a pod's container: the CFS quota of its own cgroup, set inside its node
+    (``cpu_quota_script``), live; heal lifts it.  Kubernetes itself can change a running pod's
+    CPU limit only through in-place resize, which not every version has."""
+
+    def __init__(self, cluster: KindCluster, docker_client, resolve: Callable[[], list], container: str | None,
+                 cpus: float):
+        self.cluster, self.docker, self.resolve, self.container, self.cpus = cluster, docker_client, resolve, container, cpus
+        self.starved: list[tuple[Any, str]] = []
+
+    def _set(self, node, cid: str, quota_us: int | None, period_us: int) -> str:
+        code, out = node.exec_run(["sh", "-c", cpu_quota_script(cid, quota_us, period_us)])
+        text = out.decode(errors="replace")
+        if code != 0:
+            raise RuntimeError(f"cpu quota of {cid} on {node.name}: exit {code}: {text[-300:]}")
+        return text.strip()
+
+    def inject(self) -> dict[str, Any]:
+        from harness.cgroups import quota
+
+        pods = self.resolve()
+        if not pods:
+            raise LookupError("no running pod of this scenario to starve")
+        quota_us, self.period_us = quota(self.cpus)
+        cgroups = []
+        for pod in pods:
+            node = self.cluster.node_container(self.docker, pod.spec.node_name)
+            cid = _container_id(pod, self.container)
+            cgroups.append(self._set(node, cid, quota_us, self.period_us))
+            self.starved.append((node, cid))
+        return {"pods": [p.metadata.name for p in pods], "cpus": self.cpus, "quota_us": quota_us,
+                "period_us": self.period_us, "cgroups": cgroups, "mechanism": "the container's cgroup in its node"}
+
+    def heal(self) -> dict[str, Any]:
+        lifted = []
+        for node, cid in self.starved:
+            try:
+                self._set(node, cid, None, self.period_us)
+                lifted.append(cid)
+            except RuntimeError:
+                pass  # the task is gone (its pod was deleted meanwhile)
+        self.starved = []
+        return {"lifted": lifted}
+
+    def close(self) -> dict[str, Any]:
+        return self.heal() if self.starved else {}
+
+
 class NodeLoss:
     """The flow run's node disappears: its kind node container paused (a hung node) or stopped."""
 

@@ -19,6 +19,8 @@ from harness.scenario import BACKENDS, MatrixError, load_matrix, select
 pytest_plugins = ["harness.fixtures"]
 
 MATRIX_KEY = pytest.StashKey[list]()
+SHARD_KEY = pytest.StashKey["Shard | None"]()  # --chaos-shard, parsed
+PLAN_KEY = pytest.StashKey["Plan | None"]()  # this shard's part of the split, once the cases are collected
 ROUND_KEY = pytest.StashKey["dict[str, int] | None"]()  # this session's run --repeat round
 
 
@@ -28,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="backend(s) to run scenarios on (repeatable; default: local)")
     group.addoption("--chaos-scenario", action="append", default=None, metavar="ID_OR_GLOB",
                     help="run only scenarios whose id matches (repeatable; globs like 'kill-*')")
+    group.addoption("--chaos-tier", choices=["quick", "full"], default="full",
+                    help="quick: the rows that together try every fault kind on each backend in a few minutes; "
+                         "full (default): every row")
     group.addoption("--chaos-matrix", default=None, metavar="PATH",
                     help="matrix file or directory (default: <rootdir>/scenarios)")
     group.addoption("--chaos-journal", default=None, metavar="FILE",
@@ -41,6 +46,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chaos-prepare-ahead", type=int, default=1, metavar="N",
                     help="deploy up to N of the next cases (their workers) while the current ones run, and "
                          "clean a finished case up while the next runs; 0 does each in its case's turn; default 1")
+    group.addoption("--chaos-shard", default=None, metavar="I/N",
+                    help="run shard I of N: the selected cases split into N parts of about equal duration "
+                         "(each case's time from the newest journal that ran it, else its bound); every "
+                         "shard of a run must be given the same selection and journals")
+    group.addoption("--chaos-durations", action="append", default=None, metavar="PATH",
+                    help="journals (files, or directories of journal-*.jsonl) that --chaos-shard takes the "
+                         "cases' durations from (repeatable; default: the journal's directory)")
     group.addoption("--chaos-kube-context", default=None, metavar="NAME",
                     help="kind: use this existing kind context instead of creating a cluster "
                          "(refused unless --chaos-allow-context names it too)")
@@ -81,6 +93,14 @@ def pytest_configure(config: pytest.Config) -> None:
             check_context(context, config.getoption("--chaos-allow-context"), created=None)
         except ContextRefused as exc:
             raise pytest.UsageError(str(exc)) from None
+    config.stash[SHARD_KEY] = config.stash[PLAN_KEY] = None
+    if config.getoption("--chaos-shard"):
+        from harness.shard import parse
+
+        try:
+            config.stash[SHARD_KEY] = parse(config.getoption("--chaos-shard"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--chaos-shard: {exc}") from None
     concurrency = config.getoption("--chaos-concurrency")
     if concurrency < 1:
         raise pytest.UsageError(f"--chaos-concurrency must be at least 1, got {concurrency}")
@@ -97,7 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except MatrixError as exc:
             raise pytest.UsageError(str(exc)) from None
         _check_patterns(config.stash[MATRIX_KEY], matrix, config.getoption("--chaos-scenario") or [],
-                        config.getoption("--chaos-backend") or ["local"])
+                        config.getoption("--chaos-backend") or ["local"], config.getoption("--chaos-tier"))
     else:
         config.stash[MATRIX_KEY] = []
     if not hasattr(config, "workerinput"):  # xdist workers inherit the controller's choice
@@ -105,15 +125,17 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[JOURNAL_ENV] = str(Path(path).resolve())
 
 
-def _check_patterns(scenarios: list, matrix: Path, patterns: list[str], backends: list[str]) -> None:
+def _check_patterns(scenarios: list, matrix: Path, patterns: list[str], backends: list[str], tier: str) -> None:
     """A --chaos-scenario that selects nothing is a usage error (a typo would otherwise pass as a
-    run of nothing), saying where the pattern does match when another backend has it."""
+    run of nothing), saying where the pattern does match when another backend or tier has it."""
     for pattern in patterns:
-        if select(scenarios, [pattern], backends):
+        if select(scenarios, [pattern], backends, tier):
             continue
-        elsewhere = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS))})
+        elsewhere = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS), tier)})
         where = (f" on {', '.join(backends)} (it does on {', '.join(elsewhere)}: add --chaos-backend)" if elsewhere
                  else "")
+        if not where and tier != "full" and select(scenarios, [pattern], backends):
+            where = f" in the {tier} tier (it does in the full tier: drop --chaos-tier)"
         raise pytest.UsageError(f"--chaos-scenario {pattern!r} matches no scenario of {matrix}{where}")
 
 
@@ -122,7 +144,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     pairs = select(config.stash[MATRIX_KEY], config.getoption("--chaos-scenario"),
-                   config.getoption("--chaos-backend") or ["local"])
+                   config.getoption("--chaos-backend") or ["local"], config.getoption("--chaos-tier"))
     metafunc.parametrize("chaos_case", [pytest.param(p, id=f"{p[0].id}@{p[1]}") for p in pairs])
 
 
@@ -137,16 +159,43 @@ def _case_of(item: pytest.Item):
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     """The cases are known before any runs, in the order they will run (the scheduler prepares the
-    next while one runs); with --chaos-concurrency, ordered longest first."""
-    cases = [c for c in map(_case_of, items) if c is not None]
-    config.stash[CASES_KEY] = cases
-    if config.getoption("--chaos-concurrency") <= 1:
-        return
-    from harness.schedule import plan
+    next while one runs): one at a time, each system's cases together; with --chaos-concurrency,
+    longest first."""
+    from harness.schedule import by_system, plan
 
-    rank = {(s.id, b): i for i, (s, b) in enumerate(plan(cases))}
+    cases = [c for c in map(_case_of, items) if c is not None]
+    if config.stash.get(SHARD_KEY, None) is not None:
+        cases = _keep_shard(config, items, cases)
+    # one at a time, each system's cases together (a system is retired after its last case);
+    # at once, longest first
+    cases = by_system(cases) if config.getoption("--chaos-concurrency") <= 1 else plan(cases)
+    config.stash[CASES_KEY] = cases
+    rank = {(s.id, b): i for i, (s, b) in enumerate(cases)}
     # a stable sort: other tests keep their order, first
     items.sort(key=lambda item: -1 if (c := _case_of(item)) is None else rank[(c[0].id, c[1])])
+
+
+def _keep_shard(config: pytest.Config, items: list, cases: list) -> list:
+    """Deselect the cases of the other shards; the split is the same in every shard job given the
+    same selection and journals (and in every xdist worker, which collects for itself)."""
+    from harness import shard as shard_mod
+    from harness.session import prefect_version
+
+    journal = Path(os.environ.get(JOURNAL_ENV) or journal_mod.default_path())
+    sources = config.getoption("--chaos-durations") or [journal.parent]
+    plan = shard_mod.plan(config.stash[SHARD_KEY], cases, shard_mod.journal_files(sources, exclude=journal),
+                          prefect_version())
+    config.stash[PLAN_KEY] = plan
+    mine = set(plan.mine)
+    keep = [i for i in items if (c := _case_of(i)) is None or (c[0].id, c[1]) in mine]
+    dropped = [i for i in items if (c := _case_of(i)) is not None and (c[0].id, c[1]) not in mine]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(config, "workerinput"):
+        reporter.write_line(plan.describe())
+    return [c for c in cases if (c[0].id, c[1]) in mine]
 
 
 REPORT_KEY = pytest.StashKey[str]()
@@ -167,6 +216,9 @@ def earlier_journals(journal: Path) -> list[Path]:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The controller writes the HTML report once every scenario of the session has finished."""
     config = session.config
+    plan = config.stash.get(PLAN_KEY, None)
+    if plan is not None and not plan.mine and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # more shards than cases: this one has nothing to do
     path = Path(os.environ.get(JOURNAL_ENV, ""))
     if hasattr(config, "workerinput") or not path.is_file():
         return

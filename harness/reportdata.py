@@ -42,6 +42,7 @@ class Entry:
     history: dict[str, Any]
     source: str  # file:line
     logs: dict[str, Any] | None = None  # the logs it kept (a case that did not pass): dir (absolute), files, problems
+    shard: dict[str, Any] | None = None  # the shard of a split run it ran in: index, of, plan, cases
 
     @property
     def column(self) -> Column:
@@ -121,8 +122,55 @@ def _entry(raw: Any, source: str, journal_dir: Path | None = None) -> Entry:
         figures=dict(verdict.get("figures") or {}), claim=raw.get("claim") or None,
         claim_verdict=verdict.get("claim"), claim_reasons=[str(r) for r in verdict.get("claim_reasons") or []],
         expectation=dict(raw.get("expectation") or {}), history=raw["history"], source=source,
-        logs=_logs(raw.get("logs"), journal_dir),
+        logs=_logs(raw.get("logs"), journal_dir), shard=_shard(raw.get("shard")),
     )
+
+
+def _shard(raw: Any) -> dict[str, Any] | None:
+    """A line's ``shard``, or None where it has none or an unusable one (the result stands)."""
+    if not isinstance(raw, dict):
+        return None
+    index, of, plan, cases = raw.get("index"), raw.get("of"), raw.get("plan"), raw.get("cases")
+    if not (isinstance(index, int) and isinstance(of, int) and 1 <= index <= of and isinstance(plan, str)
+            and isinstance(cases, list)):
+        return None
+    return {"index": index, "of": of, "plan": plan, "cases": [str(c) for c in cases]}
+
+
+def shard_problems(entries: list[Entry]) -> list[str]:
+    """What a merged split run lacks: shards that are missing, cases a present shard planned but
+    did not finish, a case that ran in two shards, and shards planned differently (their splits
+    came from different journals, so cases may be missing or doubled)."""
+    plans: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if e.shard is None:
+            continue
+        p = plans.setdefault(e.shard["plan"], {"of": e.shard["of"], "indexes": set(), "planned": set(),
+                                               "ran": defaultdict(set)})
+        p["indexes"].add(e.shard["index"])
+        p["planned"].update(e.shard["cases"])
+        p["ran"][f"{e.scenario}@{e.backend}"].add(e.shard["index"])
+    problems = []
+    by_size: dict[int, list[str]] = defaultdict(list)
+    for plan, p in sorted(plans.items()):
+        by_size[p["of"]].append(plan)
+        missing = sorted(set(range(1, p["of"] + 1)) - p["indexes"])
+        if missing:
+            shards = ", ".join(f"{i}/{p['of']}" for i in missing)
+            problems.append(f"split run {plan}: shard(s) {shards} missing: "
+                            "their cases are not in this report")
+        unfinished = sorted(p["planned"] - set(p["ran"]))
+        if unfinished:
+            problems.append(f"split run {plan}: {len(unfinished)} planned case(s) did not finish: {', '.join(unfinished)}")
+        twice = sorted(case for case, shards in p["ran"].items() if len(shards) > 1)
+        if twice:
+            problems.append(f"split run {plan}: case(s) ran in more than one shard: {', '.join(twice)}")
+    for of, ids in sorted(by_size.items()):
+        if len(ids) > 1:
+            problems.append(f"shards of {of} from {len(ids)} different plans ({', '.join(ids)}): each split came "
+                            "from other journals, so a case may be missing or doubled (give every shard the same "
+                            "journals, --chaos-durations)")
+    return problems
 
 
 def load(path: Path | str, problems: list[str]) -> list[Entry]:
@@ -325,6 +373,7 @@ def build(current: Iterable[Path | str], previous: Iterable[Path | str] = ()) ->
     current, previous = [str(p) for p in current], [str(p) for p in previous if str(p) not in map(str, current)]
     entries = [e for p in current for e in load(p, problems)]
     earlier = [e for p in previous for e in load(p, problems)]
+    problems += shard_problems(entries)
     report = Report(entries, earlier, problems, current, previous)
     report.columns = sorted({e.column for e in entries})
     for e in entries:

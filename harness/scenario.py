@@ -22,6 +22,7 @@ OWN_SERVER_BACKENDS = ("local", "docker")  # where one case can have a server (a
 TERMINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 STATE_TYPES = TERMINAL + ("RUNNING", "SCHEDULED", "PENDING", "PAUSED", "CANCELLING")
 CACHE_POLICIES = ("inputs", "task_source_inputs", "default", "none")
+TIERS = ("quick", "full")
 ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
 
@@ -211,6 +212,7 @@ class FaultSpec(_Model):
     heal_after_seconds: float | None = Field(None, gt=0)
     grace_seconds: float = Field(5, ge=0)  # terminate: SIGTERM, then this long, then SIGKILL
     mem_limit: str | None = None  # oom: overrides config.job.mem_limit
+    cpus: float | None = Field(None, ge=0.001, le=1024)  # cpu-starve: the CPUs' worth of time the target gets
     how: Literal["pause", "stop"] | None = None  # node-loss: a hung node (default) or a stopped one
     # API faults (the fault proxy): which requests, how many, and what they meet
     status: int | None = Field(None, ge=400, le=599)  # api-error: the answer, e.g. 500, 503, 429
@@ -250,6 +252,10 @@ class FaultSpec(_Model):
             raise ValueError(f"@heal_after_seconds: fault {self.kind!r} needs it (how long the target stays down)")
         if self.mem_limit is not None:
             parse_bytes(self.mem_limit)
+        if self.kind == "cpu-starve" and self.cpus is None:
+            raise ValueError("@cpus: fault 'cpu-starve' needs it (the share of one CPU its target gets, e.g. 0.05)")
+        if self.cpus is not None and self.kind != "cpu-starve":
+            raise ValueError(f"@cpus: only cpu-starve has 'cpus', not {self.kind!r}")
         if self.how is not None and self.kind != "node-loss":
             raise ValueError(f"@how: only node-loss has a 'how' (pause | stop), not {self.kind!r}")
         self._api_fields()
@@ -408,6 +414,9 @@ class Scenario(_Model):
     # after the run is terminal and every fault healed, watch this long for a state that
     # overwrites the terminal one (flapping) before the scenario ends
     quiet_seconds: float = Field(3, ge=0)
+    # quick: one of the rows that together try every fault kind on every backend in a few minutes
+    # (run --tier quick); every row is in the full tier, the main job's and the nightly's
+    tier: Literal[TIERS] = "full"  # type: ignore[valid-type]
 
     @property
     def api_faults(self) -> bool:
@@ -444,6 +453,14 @@ class Scenario(_Model):
                 raise ValueError(f"@database: fault {i} restarts the database: say 'database: postgres' "
                                  "(SQLite is a file inside the server, nothing to restart)")
         return self
+
+    @property
+    def own_worker(self) -> bool:
+        """Whether this scenario needs a worker of its own: it sets the worker's environment, or a
+        fault of it reaches a worker (its process), what the worker talks to (an API fault's proxy
+        sits between them) or the server and database every worker of the system shares."""
+        return bool(self.worker.env) or self.api_faults or any(
+            f.target in ("worker", "server", "database", "api") for f in self.faults)
 
     @property
     def own_server(self) -> bool:
@@ -623,11 +640,15 @@ def load_matrix(*paths: Path | str) -> list[Scenario]:
     return scenarios
 
 
-def select(scenarios: list[Scenario], patterns: list[str] | None, backends: list[str]) -> list[tuple[Scenario, str]]:
-    """(scenario, backend) pairs matching any id/glob pattern and any of the chosen backends."""
+def select(scenarios: list[Scenario], patterns: list[str] | None, backends: list[str],
+           tier: str = "full") -> list[tuple[Scenario, str]]:
+    """(scenario, backend) pairs matching any id/glob pattern and any of the chosen backends, of
+    the tier (quick: the rows marked so; full: every row)."""
     pairs = []
     for s in scenarios:
         if patterns and not any(fnmatch.fnmatchcase(s.id, p) for p in patterns):
+            continue
+        if tier == "quick" and s.tier != "quick":
             continue
         pairs.extend((s, b) for b in s.backends if b in backends)
     return pairs

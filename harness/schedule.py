@@ -34,6 +34,16 @@ def runs_alone(case: Case) -> bool:
     return shares_target(case[0]) and case[1] not in PRIVATE_BACKENDS
 
 
+def by_system(cases: list[Case]) -> list[Case]:
+    """The cases in their order, each backend's and database's together, in the order of each
+    one's first case: one at a time, a system then lives only while its cases run (the scheduler
+    retires it after its last one) instead of idling until the session ends."""
+    first: dict[tuple[str, str | None], int] = {}
+    for i, (scenario, backend) in enumerate(cases):
+        first.setdefault((backend, scenario.database), i)
+    return sorted(cases, key=lambda c: first[(c[1], c[0].database)])
+
+
 def plan(cases: list[Case]) -> list[Case]:
     """The order to start cases in: longest bound first (a longest-processing-time schedule), the
     cases that must run alone last, so they wait for the others instead of holding them up."""
@@ -126,6 +136,7 @@ class Scheduler:
         self._every_preparation: list[Future] = []
         self._started: set[tuple[str, str]] = set()
         self._alone = 0  # cases running alone on a shared system (their faults hit what it shares)
+        self._active: dict[tuple[str, str | None], int] = {}  # shared systems: cases running or cleaning up
         self._closing = False
         self._locks: dict[str, ExclusiveLock] = {}
         self._guard = threading.Lock()
@@ -134,18 +145,25 @@ class Scheduler:
         # a case's turn starts once its system is up, or as it starts its own (a private server
         # is the case's own cost; the session's server is the session's)
         scenario, backend = case
+        # its server's settings are its own, or (at concurrency) its faults hit what every case of
+        # the shared server has: a private system
+        private = scenario.own_server or (self.limit > 1 and shares_target(scenario) and backend in PRIVATE_BACKENDS)
         with self._guard:  # taken, even if it fails before it runs (its system cannot start...)
             self._started.add(_key(case))
             ahead = self._prepared.pop(_key(case), None)
-        if scenario.own_server:  # its server's settings are its own: a private system, at any concurrency
+            if not private:  # on the shared system from now on: it is not retired under the case
+                where = (backend, scenario.database)
+                self._active[where] = self._active.get(where, 0) + 1
+        if private:
             return self._run_private(case, ahead)
+        try:
+            system = self.session.system(backend, scenario.database)  # Unavailable is raised here, before any wait
+        except BaseException:
+            self._leave(case)
+            raise
         if self.limit == 1 or not shares_target(scenario):
-            system = self.session.system(backend, scenario.database)
             with self._lock(backend).shared():
                 return self._run(case, system, time.time(), ahead, alone=shares_target(scenario))
-        if backend in PRIVATE_BACKENDS:
-            return self._run_private(case, ahead)
-        system = self.session.system(backend, scenario.database)  # Unavailable is raised here, before any wait
         with self._lock(backend).exclusive():
             return self._run(case, system, time.time(), ahead, alone=True)
 
@@ -155,11 +173,24 @@ class Scheduler:
         with self.session.private_system(backend, scenario.id, scenario.database, scenario.server.env) as system:
             return self._run(case, system, turn, ahead, alone=False, private=True)
 
+    def _leave(self, case: Case) -> None:
+        """A case is done with its shared system, cleanup included: once no case runs on it and
+        none that is planned and not started needs it, the system is retired (closed)."""
+        where = (case[1], case[0].database)
+        with self._guard:
+            self._active[where] -= 1
+            needed = self._active[where] > 0 or self._closing or any(
+                (c[1], c[0].database) == where and _key(c) not in self._started and not c[0].own_server
+                for c in self.planned)
+        if not needed and hasattr(self.session, "retire"):
+            self.session.retire(*where)
+
     def _run(self, case: Case, system: Any, turn: float, ahead: Future | None, alone: bool,
              private: bool = False) -> dict[str, Any]:
         key = _key(case)
         with self._guard:
             self._alone += alone
+        prepared = None
         try:
             prepared = ahead.result() if ahead is not None else self.runner.prepare(case[0], system)
             try:
@@ -167,10 +198,12 @@ class Scheduler:
                     self._prepare_ahead()  # once this case's own deployment is ready: no two at once
                 return self.runner.execute(prepared, turn)
             finally:
-                self._cleanup_behind(key, prepared)
+                self._cleanup_behind(key, prepared, None if private else case)
         finally:
             with self._guard:
                 self._alone -= alone
+            if prepared is None and not private:  # it never deployed: nothing to clean up behind
+                self._leave(case)
 
     def _order(self) -> list[Case]:
         """The order cases start in: as asked with limit 1, else the plan's."""
@@ -207,7 +240,7 @@ class Scheduler:
         scenario, backend = case
         return self.runner.prepare(scenario, self.session.system(backend, scenario.database))
 
-    def _cleanup_behind(self, key: tuple[str, str], prepared: Any) -> None:
+    def _cleanup_behind(self, key: tuple[str, str], prepared: Any, case: Case | None = None) -> None:
         def cleanup() -> None:
             began = time.time()
             try:
@@ -216,6 +249,11 @@ class Scheduler:
                 self.cleanup_errors[key] = f"{type(exc).__name__}: {exc}"
             finally:
                 self.cleanup_seconds[key] = round(time.time() - began, 3)
+                if case is not None:  # on a shared system: retire it if this was its last case
+                    try:
+                        self._leave(case)
+                    except Exception as exc:
+                        self.cleanup_errors[("retire", f"{case[1]}+{case[0].database}")] = f"{type(exc).__name__}: {exc}"
 
         try:
             self._cleanup_pool.submit(cleanup)

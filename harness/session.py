@@ -112,6 +112,18 @@ class ChaosSession:
                     raise
             return self.systems[key]
 
+    def retire(self, backend: str, database: str | None = None) -> bool:
+        """Close the shared system of ``backend`` (and ``database``) now, because no case left
+        needs it: an idle server (and its database) still costs CPU.  A later ``system`` call
+        would start a new one.  Returns whether one was running."""
+        key = self._key(backend, database)
+        with self._starting:
+            system = self.systems.pop(key, None)
+        if system is None:
+            return False
+        system.close()
+        return True
+
     @contextmanager
     def private_system(self, backend: str, tag: str, database: str | None = None,
                        server_env: dict[str, str] | None = None) -> Iterator[backends.System]:

@@ -33,12 +33,14 @@ MATRIX = """
     - {kind: freeze, when: {after_seconds: 0}}
   expect: {final: CRASHED, settle_within_seconds: 300}
 """
-# run third, one at a time: its worker is deployed ahead while the frozen case runs
+# run third, one at a time: its worker is deployed ahead while the frozen case runs (a worker of
+# its own: its row sets the worker's environment; a row that does not runs on the shared worker)
 NEVER_REACHED = """
 - id: never-reached
   title: deployed ahead of its turn, which never comes
   backends: [local]
   workload: {flow: pipeline, parameters: {steps: 1, sleep: 0}}
+  worker: {env: {PREFECT_WORKER_QUERY_SECONDS: "1"}}
   expect: {final: COMPLETED, settle_within_seconds: 60}
 """
 

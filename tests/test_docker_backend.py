@@ -132,13 +132,14 @@ def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystande
         assert [l["scenario"] for l in lines] == ["quick-one"], output
         assert lines[0]["verdict"]["outcome"] == "fail" and lines[0]["verdict"]["figures"]["final"] == "COMPLETED"
         # the failed case kept its logs while its containers still existed: the server container's,
-        # the worker's (the flow run's output streams there) and the flow-run container's own
+        # the shared worker's (its row spares the worker; the flow run's output streams there) and
+        # the flow-run container's own
         logs, kept = lines[0]["logs"], tmp_path / lines[0]["logs"]["dir"]
         containers = [f for f in logs["files"] if f.startswith("container-")]
-        assert sorted(set(logs["files"]) - set(containers)) == ["server.log", "worker.log"] and len(containers) == 1, logs
-        assert logs["problems"] == [], logs
+        assert sorted(set(logs["files"]) - set(containers)) == ["server.log", "shared-worker.log"], logs
+        assert len(containers) == 1 and logs["problems"] == [], logs
         run_id = lines[0]["history"]["flow_runs"][0]["id"]
-        assert run_id in (kept / "worker.log").read_text()
+        assert run_id in (kept / "shared-worker.log").read_text()
         assert "Finished in state Completed" in (kept / containers[0]).read_text()
     finally:
         if harness.poll() is None:
@@ -237,6 +238,7 @@ def test_a_server_of_its_own_runs_with_the_cases_server_settings(client, tmp_pat
     from harness.backends import start
 
     session = f"s{os.getpid()}"
+    procs.STOPPING.clear()  # no session here: another test's session that closed in this process set it
     own = start("docker", tmp_path, session, {"server_env": {"PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "3"}})
     try:
         settings = own.api._call("GET", "/admin/settings")
@@ -245,3 +247,29 @@ def test_a_server_of_its_own_runs_with_the_cases_server_settings(client, tmp_pat
     finally:
         own.close()
     assert labelled(client, "chaos-harness.session", session) == {"containers": [], "volumes": []}
+
+
+@pytest.mark.integration
+def test_cpu_starve_of_a_container_throttles_it_live_and_lifts(client):
+    """``docker update`` of a running container's CFS quota: Docker's own count of throttled
+    periods says it acted; healing lifts it (-1) and closing leaves no quota behind."""
+    import time
+    import uuid
+
+    from harness.backends.docker import ContainerCpuStarve, remove_labelled
+
+    labels = {"chaos-harness.test-starve": uuid.uuid4().hex[:8]}  # not an owner label: no session reaps it
+    busy = client.containers.run(engine.ensure_image(client), ["python3", "-c", "while True: pass"], detach=True,
+                                 labels=labels, network_mode="host")
+    try:
+        starve = ContainerCpuStarve(lambda: [busy], 0.1)
+        injected = starve.inject()
+        assert injected["quota_us"] == 10_000 and injected["applied"] == {busy.name: [10_000, 100_000]}
+        time.sleep(1.5)
+        healed = starve.heal()
+        assert healed["lifted"] == [busy.name] and healed["throttling"][busy.name]["throttled_periods"] > 0
+        busy.reload()
+        assert busy.attrs["HostConfig"]["CpuQuota"] == -1
+        assert starve.close() == {}  # lifted already
+    finally:
+        remove_labelled(client, labels)

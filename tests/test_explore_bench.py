@@ -284,3 +284,58 @@ def test_the_sampler_counts_the_cpu_of_the_sessions_processes_only(tmp_path):
     by_role = sampler.by_role()
     assert list(by_role) == ["other"] and by_role["other"]["processes"] == 1
     assert 1.0 <= by_role["other"]["cpu_seconds"] <= 2.0
+
+
+def test_what_the_matrix_would_take_as_shards():
+    from harness.bench import shard_estimates
+
+    cases = [{"case": f"c{i}@local", "wall": w} for i, w in enumerate([300.0, 200.0, 100.0, 100.0, 90.0, 10.0])]
+    two, four, eight = shard_estimates(cases, startup=20.0)
+    # 2 shards: 300+100 | 200+100+90+10, both 400 s, and 20 s of start-up each
+    assert two["shards"] == 2 and two["wall"] == 420.0 and two["ideal"] == 420.0
+    assert four["wall"] == 320.0 and four["over_longest"] == round(320 / 300, 2) and four["target_met"] is None
+    assert eight["wall"] == 320.0 and eight["target_met"] is True  # the longest case and the start-up: 1.07x
+    assert shard_estimates(cases[:1] + [{"case": "x@local", "wall": 1000.0}], 0.0)[-1]["target_met"] is True
+    assert shard_estimates([{"case": "a@local", "wall": 10.0}] * 1, 500.0)[-1]["target_met"] is False
+
+
+def test_the_benchmark_picks_the_least_concurrency_that_could_meet_the_floor_target():
+    from harness.bench import pick_concurrency
+
+    # 1600 CPU s over 3400 s of turns: a case keeps 0.47 cores busy; on 2 cores, 3 at once could end
+    # within 2x the floor (3400/3 = 1133 s <= 2 * 800 s), 2 could not (1700 s)
+    earlier = {"path": "b.json", "summary": {"children_cpu_seconds": 1560.0, "harness_cpu_seconds": 40.0},
+               "cases": [{"wall": 1700.0}, {"wall": 1700.0}]}
+    assert pick_concurrency(earlier, cores=2)[0] == 3
+    assert pick_concurrency(earlier, cores=8)[0] == 9
+    chosen, why = pick_concurrency(None, cores=2)
+    assert chosen == 2 and "no earlier benchmark" in why
+
+
+def test_verdicts_are_compared_with_a_sequential_runs_journal(tmp_path):
+    from harness.bench import compare_verdicts
+
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(json.dumps({"scenario": s, "backend": "local", "verdict": {"outcome": o}}) + "\n"
+                               for s, o in [("a", "pass"), ("b", "pass"), ("b", "fail"), ("c", "pass")]))
+    now = [{"case": "a@local", "outcome": "pass"}, {"case": "b@local", "outcome": "fail"},
+           {"case": "c@local", "outcome": "unknown"}, {"case": "d@local", "outcome": "pass"}]
+    found = compare_verdicts(now, journal)
+    assert found["compared"] == 3 and found["not_in_it"] == ["d@local"]
+    assert found["differ"] == {"c@local": {"now": "unknown", "then": ["pass"]}}  # b was seen to fail too
+    text = render({"summary": summarize([], 1.0, {}), "cases": [], "errors": {}, "prefect_version": "3.9.1",
+                   "backend": "local", "concurrency": 3, "ahead": 1, "path": "p.json", "verdicts": found,
+                   "cpu_before_after": [("server", 514.0, 400.0), ("harness", 39.2, None)], "baseline": "b.json"})
+    assert f"verdicts against {journal}: 2 of 3 the same; differ: c@local unknown (was pass); not in it: 1" in text
+    assert "CPU by role, before (b.json) -> now: server 514 -> 400 s, harness 39 -> - s" in text
+
+
+def test_cpu_before_and_after_by_role_with_the_harness_as_a_role():
+    from harness.bench import cpu_before_after
+
+    before = {"cpu_by_role": {"server": {"cpu_seconds": 500.0}, "worker": {"cpu_seconds": 160.0}},
+              "summary": {"harness_cpu_seconds": 39.0}}
+    after = {"cpu_by_role": {"server": {"cpu_seconds": 420.0}, "flow run": {"cpu_seconds": 700.0}},
+             "summary": {"harness_cpu_seconds": 30.0}}
+    assert cpu_before_after(before, after) == [("server", 500.0, 420.0), ("worker", 160.0, None),
+                                               ("harness", 39.0, 30.0), ("flow run", None, 700.0)]

@@ -353,6 +353,19 @@ def test_freeze_pauses_the_pods_container_through_the_nodes_containerd_and_resum
                           ["ctr", "--namespace", "k8s.io", "tasks", "resume", "abc123"]]
 
 
+def test_cpu_starve_sets_and_lifts_the_quota_of_the_pods_container_in_its_node():
+    node = NodeContainer("chaos-ab12cd34-worker2", "chaos-ab12cd34")
+    starve = kube.ContainerCpuStarve(cluster(), Docker(node), lambda: [pod("p1")], kube.CONTAINER, 0.05)
+    detail = starve.inject()
+    assert (detail["quota_us"], detail["period_us"], detail["pods"]) == (5000, 100_000, ["p1"])
+    assert starve.heal() == {"lifted": ["abc123"]}
+    (inject, heal) = node.calls
+    assert inject[:2] == heal[:2] == ["sh", "-c"]
+    assert inject[2] == kube.cpu_quota_script("abc123", 5000, 100_000)
+    assert heal[2] == kube.cpu_quota_script("abc123", None, 100_000)
+    assert starve.close() == {}  # lifted already: nothing left to do
+
+
 def test_a_container_that_is_not_a_node_of_the_harness_cluster_is_refused():
     stranger = NodeContainer("chaos-ab12cd34-worker2", "someone-elses-cluster")
     with pytest.raises(LookupError):

@@ -1,5 +1,7 @@
 """The local backend against a real Prefect server: worker shutdown, OOM evidence, targeting."""
 
+import time
+
 import psutil
 import pytest
 
@@ -34,12 +36,15 @@ def scenario(**overrides) -> Scenario:
     return Scenario.model_validate(row)
 
 
+WORKER_FAULT = [{"kind": "kill-worker", "when": {"task": "prepare", "state": "running"}}]
+
+
 def test_worker_shutdown_is_certain_and_touches_nothing_else(local):
     bystander = psutil.Popen(["sleep", "60"])  # not the harness's: must survive every cleanup
     try:
-        with local.deploy(scenario(faults=[]), "probe-worker") as deployed:
+        with local.deploy(scenario(faults=WORKER_FAULT), "probe-worker") as deployed:
             worker = deployed.extra["worker"]
-            assert worker.running()
+            assert worker.running() and not deployed.extra["shared_worker"]
         assert not procs.alive(worker.pid)
         assert procs.find(local.session, CHAOS_INSTANCE="probe-worker") == []
         assert bystander.is_running()
@@ -51,11 +56,52 @@ def test_a_scenarios_worker_settings_reach_its_worker_and_no_other(local):
     mine = {"PREFECT_CLIENT_RETRY_EXTRA_CODES": "500", "PREFECT_WORKER_QUERY_SECONDS": "2"}
     with local.deploy(scenario(faults=[], worker={"env": mine}), "probe-settings") as deployed, \
             local.deploy(scenario(faults=[]), "probe-plain") as plain:
+        assert not deployed.extra["shared_worker"] and plain.extra["shared_worker"]
         env = psutil.Process(deployed.extra["worker"].pid).environ()
         assert {k: env.get(k) for k in mine} == mine
         assert env["PREFECT_API_URL"] == local.server.api_url  # still the harness's
         other = psutil.Process(plain.extra["worker"].pid).environ()
         assert "PREFECT_CLIENT_RETRY_EXTRA_CODES" not in other and other["PREFECT_WORKER_QUERY_SECONDS"] == "1"
+
+
+def test_cases_whose_rows_spare_the_worker_share_one_that_outlives_them(local):
+    """Rows whose faults never reach a worker run on one shared worker, each case in a queue of
+    its own: both runs complete on the same worker process, which outlives both cases; a case's
+    flow-run processes carry its instance (for its cleanup) although the worker does not."""
+    quick = {"workload": {"flow": "pipeline", "parameters": {"steps": 1, "sleep": 0}}, "config": {}, "faults": [],
+             "expect": {"final": "COMPLETED", "settle_within_seconds": 60}}
+    first = run_scenario(scenario(id="shared-a", title="a", **quick), local)
+    worker = local.shared_worker.worker
+    second = run_scenario(scenario(id="shared-b", title="b", **quick), local)
+    assert [e["verdict"]["figures"]["final"] for e in (first, second)] == ["COMPLETED", "COMPLETED"]
+    assert local.shared_worker.worker is worker and worker.running() and local.shared_worker.starts == 1
+    assert [w["name"] for w in local.api.workers(local.shared_worker.pool)] == [f"{local.shared_worker.pool}-worker"]
+    queues = local.api._call("POST", f"/work_pools/{local.shared_worker.pool}/queues/filter", json={})
+    assert {q["name"] for q in queues} <= {"default"}  # each case's queue went with it
+    for entry in (first, second):
+        assert entry["history"]["flow_runs"][0]["id"] in local.shared_worker.log.read_text()
+    with local.deploy(scenario(id="shared-c", title="c", **{**quick, "workload": {
+            "flow": "pipeline", "parameters": {"steps": 1, "sleep": 60}}}), "probe-shared-orphan") as deployed:
+        run_id = local.api.create_flow_run(deployed.deployment_id, {"steps": 1, "sleep": 60}, ["chaos"])
+        found = procs.find(local.session, PREFECT__FLOW_RUN_ID=run_id)
+        deadline = time.monotonic() + 60
+        while not found and time.monotonic() < deadline:
+            time.sleep(0.5)
+            found = procs.find(local.session, PREFECT__FLOW_RUN_ID=run_id)
+        assert found and all(p.environ()["CHAOS_INSTANCE"] == "probe-shared-orphan" for p in found)
+    assert procs.find(local.session, CHAOS_INSTANCE="probe-shared-orphan") == []  # the case's cleanup ended it
+    assert worker.running()  # and left the shared worker alone
+
+
+def test_a_shared_worker_that_died_is_started_again_for_the_next_case(local):
+    worker = local.shared_worker.ensure()
+    starts = local.shared_worker.starts
+    worker.stop(grace=0)
+    entry = run_scenario(scenario(id="shared-again", title="again", workload={"flow": "pipeline", "parameters": {
+        "steps": 1, "sleep": 0}}, config={}, faults=[], expect={"final": "COMPLETED", "settle_within_seconds": 60}),
+        local)
+    assert entry["verdict"]["figures"]["final"] == "COMPLETED"
+    assert local.shared_worker.starts == starts + 1 and local.shared_worker.worker.running()
 
 
 @pytest.mark.skipif(cgroups.version() is None, reason="no memory cgroup hierarchy mounted")
@@ -119,9 +165,9 @@ def test_a_heal_past_the_bound_is_watched_for_the_quiet_period_after_it(local, t
     logs = entry["logs"]
     kept = tmp_path / logs["dir"]
     assert logs["dir"] == f"logs/journal-h/{entry['instance']}" and logs["problems"] == []
-    assert sorted(logs["files"]) == ["server.log", "worker.log"]
+    assert sorted(logs["files"]) == ["server.log", "shared-worker.log"]  # its row spares the worker: shared
     run_id = history["flow_runs"][0]["id"]
-    assert run_id in (kept / "worker.log").read_text()
+    assert run_id in (kept / "shared-worker.log").read_text()
     assert (kept / "server.log").is_file()
     assert entry == list(read_journal(journal.path))[0]
 

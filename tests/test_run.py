@@ -112,3 +112,22 @@ def test_creating_a_run_retries_a_500_with_the_same_idempotency_key_and_nothing_
             assert time.monotonic() - started < 2  # not retried for the setup calls' 30 s
         finally:
             api.close()
+
+
+def test_polls_are_quick_while_a_trigger_is_awaited_or_a_heal_is_near_and_slower_otherwise():
+    from harness.run import IDLE_POLL, POLL, poll_interval
+
+    freeze = {"kind": "freeze", "when": {"task": "step-2", "state": "running"}, "heal_after_seconds": 10}
+    [armed] = arm(storm([freeze], runs=1), ["r0"])
+    assert poll_interval([armed], 100.0) == POLL  # its trigger is awaited
+    armed.fault, armed.heal_at = object(), 100.6  # injected, healing in 0.6 s
+    assert poll_interval([armed], 100.0) == pytest.approx(0.6)
+    assert poll_interval([armed], 100.5) == POLL  # never less than the quick poll
+    armed.heal_at = 130.0
+    assert poll_interval([armed], 100.0) == IDLE_POLL
+    armed.record.healed_at = 130.1  # healed: only the run is awaited
+    assert poll_interval([armed], 131.0) == IDLE_POLL
+    skipped = arm(storm([KILL], runs=2), ["r0", "r1"])
+    for a in skipped:
+        a.skipped = True  # a storm's runs that settled before their trigger
+    assert poll_interval(skipped, 0.0) == IDLE_POLL == poll_interval([], 0.0)

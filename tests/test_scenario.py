@@ -259,6 +259,25 @@ def test_a_cancel_is_of_the_flow_run_on_every_backend_and_never_heals(tmp_path):
     assert "faults.0.heal_after_seconds: fault 'cancel'" in err
 
 
+def test_cpu_starve_needs_a_share_of_cpus_hits_a_flow_run_worker_or_server_and_may_heal(tmp_path):
+    starve = GOOD.replace("{kind: kill,", "{kind: cpu-starve, cpus: 0.05,").replace(
+        "backends: [local]", "backends: [local, docker, kind]")
+    [s] = load_matrix(write(tmp_path, starve))
+    assert (s.faults[0].target, s.faults[0].cpus) == ("flow-run", 0.05)
+    for target in ("worker", "server"):
+        healed = starve.replace("cpus: 0.05,", f"cpus: 0.05, target: {target}, heal_after_seconds: 30,")
+        [s] = load_matrix(write(tmp_path, healed))
+        assert (s.faults[0].target, s.faults[0].heal_after_seconds) == (target, 30)
+    [err] = errors_of(tmp_path, starve.replace("cpus: 0.05,", ""))
+    assert "faults.0.cpus: fault 'cpu-starve' needs it" in err
+    [err] = errors_of(tmp_path, starve.replace("cpus: 0.05,", "cpus: 0,"))
+    assert "faults.0.cpus:" in err and "greater than or equal to 0.001" in err
+    [err] = errors_of(tmp_path, starve.replace("cpus: 0.05,", "cpus: 0.05, target: database,"))
+    assert "faults.0.target: fault 'cpu-starve' cannot target 'database' (allowed: flow-run, server, worker)" in err
+    [err] = errors_of(tmp_path, GOOD.replace("{kind: kill,", "{kind: kill, cpus: 1,"))
+    assert "faults.0.cpus: only cpu-starve has 'cpus', not 'kill'" in err
+
+
 BACKGROUND = GOOD.replace("{flow: pipeline, parameters: {steps: 2}}", "{flow: background, task_workers: 2}").replace(
     "{kind: kill, when", "{kind: kill, target: task-worker, when")
 
@@ -317,3 +336,23 @@ def test_parse_bytes(text, value):
 
 def test_the_repository_matrix_is_valid(repo_root):
     assert len(load_matrix(repo_root / "scenarios")) >= 12
+
+
+def test_the_quick_tier_tries_every_fault_kind_on_every_backend_with_no_row_to_spare(repo_root):
+    """``run --tier quick``: for each backend, the quick rows together inject every fault kind it
+    has, and each quick row is the only quick one for some (backend, kind): one row per fault kind
+    per backend, the few minutes' way to try the harness."""
+    from harness.faults import BACKEND_FAULTS
+
+    scenarios = load_matrix(repo_root / "scenarios")
+    quick = [s for s in scenarios if s.tier == "quick"]
+    covers = {s.id: {(b, f.kind) for b in s.backends for f in s.faults} for s in quick}
+    for backend, kinds in BACKEND_FAULTS.items():
+        tried = {kind for cover in covers.values() for b, kind in cover if b == backend}
+        assert tried == set(kinds), (backend, sorted(set(kinds) - tried))
+    for sid, cover in covers.items():
+        others = set().union(*(c for other, c in covers.items() if other != sid))
+        assert cover - others, f"{sid} adds no (backend, fault kind) the other quick rows lack"
+    assert {(s.id, b) for s, b in select(scenarios, None, list(BACKEND_FAULTS), tier="quick")} == \
+        {(s.id, b) for s in quick for b in s.backends}
+    assert len(select(scenarios, None, ["local"], tier="full")) == sum("local" in s.backends for s in scenarios)

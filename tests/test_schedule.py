@@ -348,3 +348,79 @@ def test_nothing_is_prepared_on_a_system_that_is_not_up_yet():
     runner = Staged(0.1)
     run_every(Lazy(), runner, [(scenario("a"), "local"), (scenario("a"), "docker")])
     assert all(t == threading.current_thread().name for st, _, t in runner.events if st == "prepare")
+
+
+def postgres(sid: str, faults: list | None = None) -> Scenario:
+    row = scenario(sid, faults=faults).model_dump()
+    return Scenario.model_validate({**row, "database": "postgres"})
+
+
+def test_one_at_a_time_each_systems_cases_run_together():
+    from harness.schedule import by_system
+
+    cases = [(scenario("a"), "local"), (postgres("p1"), "local"), (scenario("b"), "docker"), (scenario("c"), "local"),
+             (postgres("p2"), "local"), (scenario("d"), "docker")]
+    assert [(s.id, b) for s, b in by_system(cases)] == [("a", "local"), ("c", "local"), ("p1", "local"),
+                                                        ("p2", "local"), ("b", "docker"), ("d", "docker")]
+
+
+class RetiringSession(Session):
+    """Records which systems were started and retired, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.log: list[str] = []
+        self.up: set[tuple[str, str | None]] = set()
+
+    def system(self, backend, database=None):
+        if (backend, database) not in self.up:
+            self.up.add((backend, database))
+            self.log.append(f"start {backend}+{database}")
+        return f"shared-{backend}+{database}"
+
+    def started(self, backend, database=None):
+        return (backend, database) in self.up
+
+    def retire(self, backend, database=None):
+        self.log.append(f"retire {backend}+{database}")
+        self.up.discard((backend, database))
+
+
+def test_a_shared_system_is_retired_after_its_last_case_and_its_cleanup():
+    from harness.schedule import by_system
+
+    runner = Staged(0.05)
+    session = RetiringSession()
+    cases = by_system([(scenario("a"), "local"), (postgres("p1"), "local"), (scenario("b"), "local"),
+                       (postgres("p2"), "local"), (scenario("own", server_env={"PREFECT_SERVER_X": "1"}), "local")])
+    results, sched, failed = run_every(session, runner, cases)
+    assert failed == {} and runner.live == set()
+    assert [r["scenario"] for r in results] == ["a", "b", "own", "p1", "p2"]
+    # the default system goes once its last case (b) is cleaned up (the private case needs none of
+    # it); the last system is the session's to close, with the rest
+    assert sorted(session.log) == ["retire local+None", "start local+None", "start local+postgres"]
+    assert session.log.index("start local+None") < session.log.index("retire local+None")
+
+
+def test_a_system_is_not_retired_while_a_planned_case_still_needs_it():
+    runner = Staged(0.05)
+    session = RetiringSession()
+    sched = Scheduler(session, runner, 1, ahead=0)
+    sched.planned = [(scenario("a"), "local"), (scenario("b"), "local")]
+    sched.result(sched.planned[0])
+    time.sleep(0.3)  # a's cleanup, behind
+    assert session.log == ["start local+None"]  # b still needs it
+    sched.result(sched.planned[1])
+    sched.close()
+    assert session.log == ["start local+None"]  # the session closes it with the rest
+
+
+def test_a_case_whose_system_cannot_start_does_not_keep_it_from_retiring():
+    session = RetiringSession()
+    session.system = lambda backend, database=None: (_ for _ in ()).throw(Unavailable("no local here"))
+    sched = Scheduler(session, Staged(0.01), 1, ahead=0)
+    sched.planned = [(scenario("a"), "local")]
+    with pytest.raises(Unavailable):
+        sched.result(sched.planned[0])
+    assert sched._active == {("local", None): 0} and session.log == ["retire local+None"]
+    sched.close()

@@ -25,8 +25,9 @@ from typing import Any, Callable
 from harness import caselogs, engine, procs
 from harness.api import PrefectAPI
 from harness.backends import Deployed
-from harness.backends.local import (WORKER_GRACE, RestartDatabase, api_fault, clean_env, flow_env,
-                                    scenario_deployment, server_env, shared_database_logs, worker_fault)
+from harness.backends.local import (WORKER_GRACE, RestartDatabase, SharedWorker, api_fault, clean_env, flow_env,
+                                    scenario_deployment, server_env, shared_database_logs, shared_worker_logs,
+                                    worker_fault)
 from harness.backends.signals import Grace
 from harness.database import open_database
 from harness.faults import CancelRun
@@ -331,6 +332,72 @@ class ContainerFault:
         return {"evidence": evidence, **waited}
 
 
+def throttling_of(container) -> dict[str, int] | None:
+    """Docker's count of a running container's CFS periods and throttled periods and time (ns),
+    cumulative over its life; None once it has exited (Docker keeps no count after that)."""
+    try:
+        container.reload()
+        if container.status != "running":
+            return None
+        data = container.stats(stream=False, one_shot=True)["cpu_stats"].get("throttling_data") or {}
+    except Exception:
+        return None
+    return {k: int(data.get(k) or 0) for k in ("periods", "throttled_periods", "throttled_time")}
+
+
+class ContainerCpuStarve:
+    """``cpu-starve`` of containers (a flow run's, or the server's): ``docker update`` of their CFS
+    quota, live (``--cpus``, as quota and period); heal lifts it.  The quota Docker applied is
+    kept as evidence, and its count of throttled periods over the fault while the container runs
+    (a flow-run container that exits before the heal takes its count with it)."""
+
+    def __init__(self, resolve: Callable[[], list], cpus: float):
+        self.resolve, self.cpus = resolve, cpus
+        self.targets: list = []
+        self.before: dict[str, dict[str, int] | None] = {}
+        self.lifted = False
+
+    def inject(self) -> dict[str, Any]:
+        from harness.cgroups import quota
+
+        self.targets = self.resolve()
+        if not self.targets:
+            raise LookupError("no running container of this scenario to starve")
+        quota_us, period_us = quota(self.cpus)
+        applied = {}
+        for c in self.targets:
+            self.before[c.name] = throttling_of(c)
+            c.update(cpu_period=period_us, cpu_quota=quota_us)
+            c.reload()
+            applied[c.name] = [c.attrs["HostConfig"].get("CpuQuota"), c.attrs["HostConfig"].get("CpuPeriod")]
+        return {"containers": [c.name for c in self.targets], "cpus": self.cpus, "mechanism": "docker update",
+                "quota_us": quota_us, "period_us": period_us, "applied": applied}
+
+    def _lift(self) -> dict[str, Any]:
+        throttled, lifted = {}, []
+        for c in self.targets:
+            now, then = throttling_of(c), self.before.get(c.name)
+            if now is not None:
+                throttled[c.name] = {k: v - (then or {}).get(k, 0) for k, v in now.items()}
+            else:
+                throttled[c.name] = "exited before the quota was lifted: Docker keeps no count after that"
+            try:
+                c.update(cpu_quota=-1)
+                lifted.append(c.name)
+            except Exception:
+                pass  # gone meanwhile: nothing left to lift
+        self.lifted = True
+        return {"lifted": lifted, "throttling": throttled}
+
+    def heal(self) -> dict[str, Any]:
+        return self._lift()
+
+    def close(self) -> dict[str, Any]:
+        if self.lifted or not self.targets:
+            return {}
+        return self._lift()  # a server must not stay starved past its case
+
+
 class RestartServerContainer:
     def __init__(self, server: ServerContainer, after_restart: Callable[[], None] = lambda: None):
         self.server, self.after_restart = server, after_restart
@@ -361,6 +428,7 @@ class DockerSystem:
         self.image = engine.ensure_image(self.client)
         self.env = clean_env(workdir / "home", session)  # makes home and its tmp
         self.workers: dict[str, procs.Spawned] = {}
+        self.shared_worker: SharedWorker | None = SharedWorker(self, "docker")
         self.server: ServerContainer | None = None
         self.database_kind = (options or {}).get("database") or "sqlite"
         self.database = None
@@ -412,7 +480,8 @@ class DockerSystem:
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
         """The server container's and database's logs; with ``deployed``, each of its flow-run
         containers' own (their output also streams to its worker's log, in its directory)."""
-        found = {**self.server.log_sources(), **shared_database_logs(self.database)}
+        found = {**self.server.log_sources(), **shared_database_logs(self.database),
+                 **shared_worker_logs(self.shared_worker, deployed)}
         if deployed is not None:
             for c in self._containers_of(deployed):
                 found[f"container-{c.name}.log"] = caselogs.container_reader(lambda c=c: c)
@@ -436,8 +505,12 @@ class DockerSystem:
         return lambda: self.client.containers.list(filters=filters)
 
     def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
-        if spec.target == "server":
-            made: Any = RestartServerContainer(self.server)
+        if spec.kind == "cpu-starve" and spec.target != "worker":
+            resolve = ((lambda: [self.server.container.get_wrapped_container()]) if spec.target == "server"
+                       else self._flow_run_containers(deployed, flow_run_id))
+            made: Any = ContainerCpuStarve(resolve, spec.cpus)
+        elif spec.target == "server":
+            made = RestartServerContainer(self.server)
         elif spec.target == "database":
             made = RestartDatabase(self.database)
         elif spec.target == "api":
@@ -445,7 +518,7 @@ class DockerSystem:
         elif spec.kind == "cancel":
             made = CancelRun(self.api, flow_run_id)
         elif spec.target == "worker":
-            made = worker_fault(spec, deployed)
+            made = worker_fault(spec, deployed, self.session)
         else:
             limit = parse_bytes(spec.mem_limit) if spec.kind == "oom" and spec.mem_limit else None
             made = ContainerFault(spec.kind, self._flow_run_containers(deployed, flow_run_id),
@@ -456,6 +529,8 @@ class DockerSystem:
     def close(self) -> None:
         for worker in list(self.workers.values()):
             worker.stop(grace=WORKER_GRACE)
+        if getattr(self, "shared_worker", None) is not None:
+            self.shared_worker.stop()
         try:
             remove_backend_objects(self.client, self.server, self.session, self.system_id)
         finally:

@@ -23,7 +23,8 @@ from typing import Any
 from harness import caselogs, engine, kube, procs
 from harness.api import APIError
 from harness.backends import Deployed
-from harness.backends.docker import HARNESS_PKG, RestartServerContainer, ServerContainer, remove_backend_objects
+from harness.backends.docker import (HARNESS_PKG, ContainerCpuStarve, RestartServerContainer, ServerContainer,
+                                     remove_backend_objects)
 from harness.backends.local import clean_env, flow_env, scenario_deployment
 from harness.faults import CancelRun
 from harness.kind import KIND_NETWORK, KindCluster, Mount, owned
@@ -288,8 +289,13 @@ class KindSystem:
             return kube.worker_pods(self.core, self.ns, self.session, inst)
 
         resolve = workers if spec.target == "worker" else runs
-        if spec.target == "server":
-            made: Any = RestartServerContainer(self.server, self._publish_server)
+        if spec.kind == "cpu-starve" and spec.target == "server":  # a container on kind's network
+            made: Any = ContainerCpuStarve(lambda: [self.server.container.get_wrapped_container()], spec.cpus)
+        elif spec.kind == "cpu-starve":
+            made = kube.ContainerCpuStarve(self.cluster, self.docker, resolve,
+                                           "worker" if spec.target == "worker" else kube.CONTAINER, spec.cpus)
+        elif spec.target == "server":
+            made = RestartServerContainer(self.server, self._publish_server)
         elif spec.kind == "cancel":
             made = CancelRun(self.api, flow_run_id)
         elif spec.kind in ("kill", "kill-worker", "terminate", "evict"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import zlib
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
@@ -148,6 +149,53 @@ class OomFault:
         return out
 
 
+class CpuStarve:
+    """``cpu-starve`` of host processes: a CPU quota through the cpu cgroup (v1 or v2) on the
+    target's processes (a flow run's whole tree; the worker or the server with what it started);
+    children they start later are starved too.  Heal lifts the quota; the processes go back to
+    their own cgroups at the end, alive."""
+
+    def __init__(self, resolve: Callable[[], list[psutil.Process]], cpus: float, name: str, label: str):
+        self.resolve, self.cpus, self.name, self.label = resolve, cpus, name, label
+        self.cgroup: cgroups.CpuCgroup | None = None
+
+    def inject(self) -> dict[str, Any]:
+        targets = self.resolve()
+        if not targets:
+            raise LookupError(f"no live {self.label} process of this scenario")
+        self.cgroup = cgroups.CpuCgroup(self.name, self.cpus)
+        for p in targets:
+            try:
+                self.cgroup.add(p.pid)
+            except ProcessLookupError:
+                pass  # it ended between the lookup and the move
+        return {"pids": [p.pid for p in targets], "cpus": self.cpus, "mechanism": f"cgroup-v{self.cgroup.version}",
+                "cgroup": str(self.cgroup.path), "quota_us": self.cgroup.quota_us, "period_us": self.cgroup.period_us}
+
+    def heal(self) -> dict[str, Any]:
+        if self.cgroup is None:
+            return {}
+        self.cgroup.lift()
+        return {"lifted": True, **self.cgroup.throttling()}
+
+    def close(self) -> dict[str, Any]:
+        if self.cgroup is None:
+            return {}
+        out = {"throttling": self.cgroup.throttling()}
+        self.cgroup.remove()
+        self.cgroup = None
+        return out
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants (empty once it is gone)."""
+    try:
+        top = psutil.Process(pid)
+        return [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 class RestartDatabase:
     """Stop the server's PostgreSQL, keep it down, start it again on the same data."""
 
@@ -196,12 +244,29 @@ def shared_database_logs(database: Any) -> dict[str, caselogs.Source]:
     return database.log_sources() if database is not None else {}
 
 
-def worker_fault(spec: FaultSpec, deployed: Deployed) -> SignalFault:
+def shared_worker_logs(shared: "SharedWorker | None", deployed: Deployed | None) -> dict[str, caselogs.Source]:
+    """The shared worker's log (with the output of the flow runs it streams), for the cases it
+    serves, cut like the server's to what was written since the case was prepared."""
+    if shared is None or (deployed is not None and not deployed.extra.get("shared_worker")):
+        return {}
+    return {"shared-worker.log": shared.log}
+
+
+def worker_fault(spec: FaultSpec, deployed: Deployed, session: str) -> SignalFault | CpuStarve:
     """A fault on the scenario's worker: a host process on every backend that has one here."""
     worker: procs.Spawned = deployed.extra["worker"]
-    kind = "kill" if spec.kind == "kill-worker" else spec.kind
-    return SignalFault(kind, lambda: [psutil.Process(worker.pid)] if worker.running() else [],
-                       spec.grace_seconds, "worker")
+
+    def process() -> list[psutil.Process]:  # the worker alone: its flow runs are not the worker
+        return [psutil.Process(worker.pid)] if worker.running() else []
+
+    if spec.kind == "cpu-starve":
+        return CpuStarve(process, spec.cpus, starve_name(session, deployed, spec), "worker")
+    return SignalFault("kill" if spec.kind == "kill-worker" else spec.kind, process, spec.grace_seconds, "worker")
+
+
+def starve_name(session: str, deployed: Deployed, spec: FaultSpec) -> str:
+    """The cpu cgroup of one cpu-starve fault: the session, the case and the target in its name."""
+    return f"{session}-{deployed.instance}-cpu-{spec.target}"
 
 
 def api_fault(spec: FaultSpec, deployed: Deployed) -> ApiFault:
@@ -278,13 +343,55 @@ def start_worker(api: PrefectAPI, env: dict[str, str], api_url: str, pool: str, 
     return worker
 
 
-def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job: dict[str, Any]) -> tuple[str, str | None]:
+class SharedWorker:
+    """One worker for every case of a system that does not need its own: the cases of the rows
+    whose faults never reach a worker (not its process, nor what it talks to: its API or its
+    server) and that do not set its environment.  Each such case gets a work queue of its own in
+    the shared pool, so the worker runs its flow runs with its deployment's job variables as it
+    would in a pool of its own; a process worker starts them with its own environment and the
+    job's, and the job's names the case (``CHAOS_INSTANCE``).  Started on first use, and again
+    should it have died; stopped with the system.  It spares each case a ``prefect worker
+    start`` (seconds of CPU to import Prefect and register) and its idle polling."""
+
+    def __init__(self, system: Any, worker_type: str):
+        self.system, self.worker_type = system, worker_type
+        self.pool = f"chaos-shared-{system.workdir.name[-24:]}".lower().replace("_", "-").replace("+", "-")
+        self.home = system.workdir / "shared-worker"
+        self.worker: procs.Spawned | None = None
+        self.starts = 0
+        self._lock = threading.Lock()
+
+    @property
+    def log(self) -> Path:
+        return self.home / "worker.log"
+
+    def ensure(self) -> procs.Spawned:
+        """The running shared worker (its pool exists once this returns)."""
+        with self._lock:
+            if self.worker is None or not self.worker.running():
+                self.home.mkdir(parents=True, exist_ok=True)
+                if self.worker is not None:  # it died: its log is kept beside the new one
+                    self.log.replace(self.home / f"worker-{self.starts}.log")
+                self.worker = start_worker(self.system.api, self.system.env, self.system.server.api_url, self.pool,
+                                           self.worker_type, "shared", self.home)
+                self.starts += 1
+            return self.worker
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.worker is not None:
+                self.worker.stop(grace=WORKER_GRACE)
+                self.worker = None
+
+
+def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job: dict[str, Any],
+             queue: str | None = None) -> tuple[str, str | None]:
     """The scenario's deployment (and its zombie automation, if asked for): (deployment id, automation id)."""
     flow = scenario.workload.flow
     deployment_id = api.create_deployment(
         flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
         directory=str(FLOWS_DIR), parameters=scenario.workload.parameters, job_variables=job,
-        tags=["chaos", instance])
+        tags=["chaos", instance], queue=queue)
     automation = None
     if scenario.config.zombie_automation_within is not None:
         automation = api.create_automation(zombie_automation(
@@ -292,10 +399,11 @@ def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job:
     return deployment_id, automation
 
 
-def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool: str) -> None:
+def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool: str, queue: str | None = None) -> None:
+    """Remove what ``register`` made, and the case's pool (its queue, in a shared pool)."""
     for call in (lambda: automation and api.delete_automation(automation),
                  lambda: deployment_id and api.delete_deployment(deployment_id),
-                 lambda: api.delete_work_pool(pool)):
+                 lambda: api.delete_work_queue(pool, queue) if queue else api.delete_work_pool(pool)):
         try:
             call()
         except APIError:
@@ -308,19 +416,25 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
                         worker: Callable[[Path, str], Any] | None = None, **extra: Any) -> Iterator[Deployed]:
     """One scenario's worker, deployment and automation, and their certain removal, on any backend.
 
-    ``system`` has ``api``, ``server.api_url``, ``env``, ``workdir`` and ``workers``;
+    ``system`` has ``api``, ``server.api_url``, ``env``, ``workdir`` and ``workers``, and
+    ``shared_worker`` (a ``SharedWorker``, or None where every case has its own);
     ``job_variables(home, ledger)`` gives the backend's job variables; ``remove_leftovers`` ends what
     the stopped worker left behind (orphaned processes, exited containers).  ``worker(home, pool)``
-    starts a worker that is not a host process (anything with ``stop(grace=)``)."""
+    starts a worker that is not a host process (anything with ``stop(grace=)``).  A case whose row
+    needs no worker of its own (``Scenario.own_worker``) gets a queue in the shared worker's pool."""
     home = system.workdir / instance
     home.mkdir(parents=True)
-    pool = f"chaos-{instance}"
+    pool, queue = f"chaos-{instance}", None
     api_url, proxy = system.server.api_url, None
     if scenario.api_faults:  # the worker, and the flow runs it starts, talk through the proxy
         proxy = FaultProxy(urlsplit(api_url).port, seed=zlib.crc32(scenario.id.encode())).start()
         api_url = proxy.api_url
+    shared = getattr(system, "shared_worker", None)
+    shared = shared if worker is None and shared is not None and not scenario.own_worker else None
     try:
-        if worker is None:
+        if shared is not None:
+            worker, pool, queue = shared.ensure(), shared.pool, f"chaos-{instance}"
+        elif worker is None:
             worker = start_worker(system.api, {**system.env, **scenario.worker.env}, api_url, pool, worker_type,
                                   instance, home)
         else:
@@ -329,13 +443,16 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
         if proxy is not None:
             proxy.close()
         raise
-    system.workers[instance] = worker
+    if shared is None:
+        system.workers[instance] = worker
     deployed = Deployed(instance, "", pool, home / "ledger.jsonl",
-                        extra={"worker": worker, "faults": [], "proxy": proxy, **extra})
+                        extra={"worker": worker, "shared_worker": shared is not None, "faults": [], "proxy": proxy,
+                               **extra})
     automation = None
     try:
-        deployed.deployment_id, automation = register(system.api, scenario, instance, pool,
-                                                      job_variables(home, deployed.ledger))
+        job = job_variables(home, deployed.ledger)
+        job["env"] = {**job.get("env", {}), "CHAOS_INSTANCE": instance}  # its flow runs, whatever worker starts them
+        deployed.deployment_id, automation = register(system.api, scenario, instance, pool, job, queue)
         yield deployed
     finally:
         for fault in deployed.extra["faults"]:
@@ -343,12 +460,13 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
                 fault.close()
             except Exception:
                 pass  # one fault's failed close must not keep the worker and the rest alive
-        worker.stop(grace=WORKER_GRACE)
-        system.workers.pop(instance, None)
+        if shared is None:
+            worker.stop(grace=WORKER_GRACE)
+            system.workers.pop(instance, None)
         remove_leftovers()
         if proxy is not None:
             proxy.close()
-        unregister(system.api, automation, deployed.deployment_id, pool)
+        unregister(system.api, automation, deployed.deployment_id, pool, queue)
 
 
 class LocalSystem:
@@ -360,6 +478,7 @@ class LocalSystem:
         self.database_kind = (options or {}).get("database") or "sqlite"
         self.database = open_database(self.database_kind, workdir, session)
         self.workers: dict[str, procs.Spawned] = {}
+        self.shared_worker: SharedWorker | None = SharedWorker(self, "process")
         try:
             self.server = PrefectServer(workdir / "home", server_env(self.env, options),
                                         self.database and self.database.url)
@@ -420,7 +539,8 @@ class LocalSystem:
 
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
         """The server's and database's logs (a case's worker and task workers log in its directory)."""
-        return {"server.log": self.server.home / "server.log", **shared_database_logs(self.database)}
+        return {"server.log": self.server.home / "server.log", **shared_database_logs(self.database),
+                **shared_worker_logs(self.shared_worker, deployed)}
 
     def infrastructure(self, deployed: Deployed) -> list[dict[str, Any]]:
         """The task workers a scenario had (which replica executed what: the ledger's pids)."""
@@ -431,8 +551,12 @@ class LocalSystem:
         return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)
 
     def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
-        if spec.target == "server":
-            made: Any = RestartServer(self.server)
+        if spec.kind == "cpu-starve" and spec.target != "worker":
+            resolve = ((lambda: process_tree(self.server.proc.pid) if self.server.proc else [])
+                       if spec.target == "server" else self._flow_run_processes(flow_run_id))
+            made: Any = CpuStarve(resolve, spec.cpus, starve_name(self.session, deployed, spec), spec.target)
+        elif spec.target == "server":
+            made = RestartServer(self.server)
         elif spec.target == "database":
             made = RestartDatabase(self.database)
         elif spec.target == "api":
@@ -443,7 +567,7 @@ class LocalSystem:
             limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
             made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
         elif spec.target == "worker":
-            made = worker_fault(spec, deployed)
+            made = worker_fault(spec, deployed, self.session)
         elif spec.target == "task-worker":
             made = TaskWorkerFault(spec.kind, deployed.extra["task_workers"], spec.replicas, spec.when.task,
                                    deployed.ledger, spec.grace_seconds)
@@ -455,6 +579,8 @@ class LocalSystem:
     def close(self) -> None:
         for worker in list(self.workers.values()):
             worker.stop(grace=WORKER_GRACE)
+        if self.shared_worker is not None:
+            self.shared_worker.stop()
         self.server.stop()
         self.api.close()
         if self.database is not None:

@@ -50,6 +50,11 @@ def start_run(scenario: str, backend: str = "local", matrix: str | None = None) 
                          "start_run runs on the process's shared server (run it with python -m harness run)")
     state.end_run()
     system = state.session().system(backend, found.database)
+    if getattr(system, "shared_worker", None) is not None:
+        # an experiment may inject any fault of the catalogue, the worker's too, whatever its row
+        # says: each run has a worker of its own, never the one other cases share
+        system.shared_worker.stop()
+        system.shared_worker = None
     instance = f"{found.id}-{uuid.uuid4().hex[:6]}"
     stack = ExitStack()
     try:
