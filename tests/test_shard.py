@@ -2,6 +2,7 @@
 case's time comes from, the pytest option and the CLI, and the merge of shard journals."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,24 @@ def test_a_shard_journal_counts_only_once_merged_so_shards_run_one_after_another
     write(tmp_path / "journal-20260103T000000Z.jsonl", *[{**line("kill-flow-process", "local", 5.0), "shard": {**mark, "index": i}}
                                                          for i in (1, 2)])
     assert shard_mod.measured(shard_mod.journal_files([tmp_path]), "3.9.1")[("kill-flow-process", "local")].seconds == 5.0
+
+
+def test_the_merge_takes_directories_and_keeps_the_logs_linked(tmp_path):
+    """The nightly's merge: the shards' journals downloaded into a directory, each case's kept logs
+    beside its shard's journal; the merged journal, named after the run's start, links them still."""
+    shards = tmp_path / "shards"
+    (shards / "logs" / "journal-shard2" / "kill-b-123").mkdir(parents=True)
+    failed = {**entry(scenario="b", at=10, outcome="fail"), "logs": {"dir": "logs/journal-shard2/kill-b-123",
+                                                                     "files": ["worker.log"], "problems": []}}
+    journal(shards / "journal-shard1.jsonl", sharded(entry(scenario="a"), 1, 2, "p", ["a@local"]))
+    journal(shards / "journal-shard2.jsonl", sharded(failed, 2, 2, "p", ["b@local"]))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    journal(reports / "journal-20200101T000000Z.jsonl", entry(scenario="a", at=-1e6))  # an earlier night
+    assert main(["report", str(shards), "-o", str(reports / "r.html"), "--previous", str(reports),
+                 "--journal-out", str(reports), "--keep-journals", "1"]) == 0
+    (merged,) = reports.glob("journal-*.jsonl")  # the earlier night's pruned: one kept
+    assert merged.name == time.strftime("journal-%Y%m%dT%H%M%SZ.jsonl", time.gmtime(entry()["started_at"]))
+    lines = [json.loads(x) for x in merged.read_text().splitlines()]
+    logs = next(x["logs"] for x in lines if x["scenario"] == "b")
+    assert (reports / logs["dir"]).resolve() == (shards / "logs" / "journal-shard2" / "kill-b-123").resolve()
