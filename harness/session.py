@@ -64,11 +64,18 @@ def _clean_abandoned(tmp: Path | None) -> list[str]:
     return removed
 
 
+_OPEN: set[str] = set()  # ids of this process's sessions not yet closed
+_OPEN_LOCK = threading.Lock()
+
+
 class ChaosSession:
     def __init__(self, options: dict | None = None) -> None:
         self.options = options or {}  # backend options from the command line (kind: context, version)
         self.id = uuid.uuid4().hex[:8]
-        procs.STOPPING.clear()  # a session closed earlier in this process stopped its own waits
+        with _OPEN_LOCK:
+            if not _OPEN:
+                procs.STOPPING.clear()  # a session closed earlier in this process stopped its own waits
+            _OPEN.add(self.id)
         self.abandoned = clean_abandoned()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
         procs.claim(self.workdir)
@@ -143,7 +150,14 @@ class ChaosSession:
         if self._closed:
             return
         self._closed = True
-        procs.STOPPING.set()  # case threads still waiting give up
+        with _OPEN_LOCK:
+            _OPEN.discard(self.id)
+            # Case threads still waiting give up.  ``STOPPING`` is the process's, so a session
+            # closing while another is open (a test's own session inside the pytest session's)
+            # leaves it alone: the other session's cases are not stopping.  Ctrl-C and SIGTERM
+            # set it through the scheduler whatever is open.
+            if not _OPEN:
+                procs.STOPPING.set()
         try:
             for system in list(self.systems.values()):
                 try:

@@ -234,3 +234,19 @@ def test_ctrl_c_during_a_repeat_round_ends_that_round_cleanly_and_starts_no_othe
     assert not port_open(port)
     assert [(json.loads(l)["scenario"], json.loads(l)["round"]) for l in journal.read_text().splitlines()] == [
         ("quick-one", {"index": 1, "of": 3})]
+
+
+def test_a_session_closing_inside_another_leaves_the_outer_sessions_waits_running():
+    """A test's own session closes while the pytest session's is open (one xdist worker runs
+    both): the outer session's cases must not see ``STOPPING``; the last close sets it."""
+    from harness.session import ChaosSession
+
+    outer = ChaosSession()
+    try:
+        inner = ChaosSession()
+        inner.close()
+        assert not procs.STOPPING.is_set()
+    finally:
+        outer.close()
+    assert procs.STOPPING.is_set()
+    procs.STOPPING.clear()  # this process's later tests run without a session of their own
