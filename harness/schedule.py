@@ -289,8 +289,11 @@ class Scheduler:
         if self._pool is not None:
             for future in self.futures.values():
                 future.cancel()
-            if any(not f.done() for f in self.futures.values()):
-                procs.STOPPING.set()
+        # Only what still runs is told to stop: ``STOPPING`` is the process's, and a scheduler
+        # that closes idle (a test's, beside the pytest session's) must not stop another's waits.
+        if any(not f.done() for f in [*self.futures.values(), *self._every_preparation]):
+            procs.STOPPING.set()
+        if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._prepare_pool.shutdown(wait=True, cancel_futures=True)
         self._cleanup_pool.shutdown(wait=True)
@@ -300,5 +303,4 @@ class Scheduler:
                     self.runner.cleanup(future.result())  # idempotent: a finished case's is a no-op
                 except Exception as exc:
                     self.cleanup_errors[("prepared", str(id(future)))] = f"{type(exc).__name__}: {exc}"
-        procs.STOPPING.set()
         return dict(self.cleanup_errors)
