@@ -338,6 +338,31 @@ def concurrency_arg(text: str) -> int | str:
     return value
 
 
+def findings(args: argparse.Namespace) -> int:
+    from harness import findings as page
+
+    matrix, output = Path(args.matrix), Path(args.output)
+    try:
+        load_matrix(matrix)  # every error of every file, named, before anything is written
+        files = sorted(matrix.glob("*.yaml")) if matrix.is_dir() else [matrix]
+        text = page.render(page.findings(files), ROOT)
+    except MatrixError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    if args.check:
+        current = output.read_text() if output.is_file() else ""
+        if current != text:
+            print(f"{output} is not what `python -m harness findings` writes from {matrix}: rerun it", file=sys.stderr)
+            return 1
+        print(f"ok: {output} matches {matrix}")
+        return 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(output)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -400,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--name", default="chaos-harness", help="the kind cluster's name")
     k.add_argument("--shared-dir", default=str(Path.home() / ".cache" / "chaos-harness" / "kind-shared"),
                    help="a host directory every node mounts at the same path (ledgers, results)")
+    f = sub.add_parser("findings", help="write docs/findings.md from the matrix: each claim, held or refuted, per "
+                                        "backend and Prefect version, beside what was measured")
+    f.add_argument("--matrix", default=str(ROOT / "scenarios"), help="matrix file or directory (default: scenarios/)")
+    f.add_argument("-o", "--output", default=str(ROOT / "docs" / "findings.md"), help="the page to write")
+    f.add_argument("--check", action="store_true", help="write nothing; exit 1 when the page is not what it would write")
     x = sub.add_parser("export-ctk", help="write a scenario as a Chaos Toolkit experiment (JSON)")
     x.add_argument("scenario", help="the scenario's id")
     x.add_argument("--backend", default="local", choices=["local", "docker", "kind"])
@@ -411,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths),
-                "bench": bench, "explore": explore, "export-ctk": export_ctk}
+                "bench": bench, "explore": explore, "export-ctk": export_ctk, "findings": findings}
     return handlers[args.command](args)
 
 
