@@ -131,3 +131,53 @@ def test_polls_are_quick_while_a_trigger_is_awaited_or_a_heal_is_near_and_slower
     for a in skipped:
         a.skipped = True  # a storm's runs that settled before their trigger
     assert poll_interval(skipped, 0.0) == IDLE_POLL == poll_interval([], 0.0)
+
+
+class _SlowHeal:
+    """A fault whose heal takes as long as a server restart on a loaded machine."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def inject(self):
+        return {}
+
+    def heal(self):
+        time.sleep(self.seconds)
+        return {}
+
+    def close(self):
+        return {}
+
+
+def test_the_time_a_heal_takes_does_not_count_against_the_bound(monkeypatch):
+    """A restart-server heal blocks until the server answers (12 s alone, 51 s with 2 cases at once
+    on 2 cores): the run's bound moves by that time, so a run that settles as soon after the heal
+    as it would alone is seen settled, not stuck at the bound."""
+    from harness import observe
+    from harness.run import _watch
+    from harness.observe import Snapshot
+
+    heal_takes, settle_after_heal = 1.5, 1.5
+    row = Scenario.model_validate({
+        "id": "slow-heal", "title": "t", "backends": ["local"], "workload": {"flow": "pipeline"},
+        "faults": [{"kind": "restart-server", "when": {"after_seconds": 0}, "heal_after_seconds": 0.5}],
+        "quiet_seconds": 0.2, "expect": {"final": "CRASHED", "settle_within_seconds": 2.5}})
+    healed: list[float] = []
+
+    def snapshots(api, run_ids, with_tasks):
+        now = time.time()
+        done = bool(healed) and now >= healed[0] + settle_after_heal
+        return {run_ids[0]: Snapshot(now, "CRASHED" if done else "RUNNING")}
+
+    fault = _SlowHeal(heal_takes)
+    original_heal = fault.heal
+    fault.heal = lambda: (original_heal(), healed.append(time.time()))[0]
+    monkeypatch.setattr(observe, "snapshots", snapshots)
+    system = SimpleNamespace(api=None, fault=lambda spec, deployed, run_id: fault)
+    armed = arm(row, ["r0"])
+    # heal at 0.5 s + 1.5 s of healing, settled 1.5 s later: 3.5 s, past the 2.5 s bound but within
+    # the bound moved by the heal's 1.5 s
+    seen_terminal, quiet_from = _watch(system, SimpleNamespace(), row, ["r0"], armed, bound=2.5)
+    assert armed[0].record.healed_at is not None
+    assert seen_terminal is not None and quiet_from is not None  # settled within the moved bound
