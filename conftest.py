@@ -5,12 +5,14 @@ The harness's own plugin (options, markers, matrix validation, fixtures) arrives
 the repository's tests share.
 """
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))  # helpers the tests of every package share (stub_http)
 
 
 @pytest.fixture

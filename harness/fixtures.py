@@ -7,10 +7,10 @@ from typing import Iterator
 
 import pytest
 
-from harness.journal import JOURNAL_ENV, Journal
-from harness.run import Runner
-from harness.schedule import Scheduler
-from harness.session import ChaosSession, prefect_version
+from harness.model.journal import JOURNAL_ENV, Journal
+from harness.run.case import Runner
+from harness.run.schedule import Scheduler
+from harness.run.session import ChaosSession, prefect_version
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import journal as journal_mod
-from harness.journal import JOURNAL_ENV
-from harness.scenario import BACKENDS, MatrixError, load_matrix, select
+from harness.model import journal as journal_mod
+from harness.model.fields import BACKENDS
+from harness.model.journal import JOURNAL_ENV
+from harness.model.matrix import MatrixError, load_matrix, select
 
 pytest_plugins = ["harness.fixtures"]
 
@@ -76,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kind: needs a kind cluster (skips, saying why, where none can start)")
     wanted = os.environ.get("CHAOS_PREFECT_VERSION")
     if wanted:  # a dependency must not silently swap the Prefect version under test
-        from harness.session import prefect_version
+        from harness.run.session import prefect_version
 
         if prefect_version() != wanted:
             raise pytest.UsageError(f"CHAOS_PREFECT_VERSION={wanted}, but Prefect {prefect_version()} is installed "
@@ -87,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     context = config.getoption("--chaos-kube-context")
     if context:  # the interlock, before anything runs: an existing context must be allowed by name
-        from harness.kind import ContextRefused, check_context
+        from harness.backends.kind.cluster import ContextRefused, check_context
 
         try:
             check_context(context, config.getoption("--chaos-allow-context"), created=None)
@@ -95,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     config.stash[SHARD_KEY] = config.stash[PLAN_KEY] = None
     if config.getoption("--chaos-shard"):
-        from harness.shard import parse
+        from harness.run.shard import parse
 
         try:
             config.stash[SHARD_KEY] = parse(config.getoption("--chaos-shard"))
@@ -161,7 +162,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """The cases are known before any runs, in the order they will run (the scheduler prepares the
     next while one runs): one at a time, each system's cases together; with --chaos-concurrency,
     longest first."""
-    from harness.schedule import by_system, plan
+    from harness.run.schedule import by_system, plan
 
     cases = [c for c in map(_case_of, items) if c is not None]
     if config.stash.get(SHARD_KEY, None) is not None:
@@ -178,8 +179,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def _keep_shard(config: pytest.Config, items: list, cases: list) -> list:
     """Deselect the cases of the other shards; the split is the same in every shard job given the
     same selection and journals (and in every xdist worker, which collects for itself)."""
-    from harness import shard as shard_mod
-    from harness.session import prefect_version
+    from harness.run import shard as shard_mod
+    from harness.run.session import prefect_version
 
     journal = Path(os.environ.get(JOURNAL_ENV) or journal_mod.default_path())
     sources = config.getoption("--chaos-durations") or [journal.parent]
@@ -222,7 +223,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = Path(os.environ.get(JOURNAL_ENV, ""))
     if hasattr(config, "workerinput") or not path.is_file():
         return
-    from harness import htmlreport
+    from harness.report import html as htmlreport
 
     try:
         out, report = htmlreport.write([path], report_path(path), earlier_journals(path))

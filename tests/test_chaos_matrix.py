@@ -6,7 +6,7 @@ import os
 import pytest
 
 from harness.backends import Unavailable
-from harness.report import describe
+from harness.report.text import describe
 
 pytestmark = pytest.mark.chaos
 

@@ -23,7 +23,7 @@ def test_validate_reports_every_error_and_fails(tmp_path):
         "  faults: [{kind: kill, when: {after_seconds: -1}}]\n"
         "  expect: {final: CRASHED}\n")
     result = validate(tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a matrix error
     lines = result.stderr.splitlines()
     assert any(l.endswith("bad.yaml: scenario 'one': faults.0.when.after_seconds: Input should be greater than or equal to 0") for l in lines), lines
     assert any("scenario 'one': expect.settle_within_seconds: Field required" in l for l in lines), lines
@@ -32,11 +32,11 @@ def test_validate_reports_every_error_and_fails(tmp_path):
 
 def test_validate_missing_path(tmp_path):
     result = validate(tmp_path / "nope")
-    assert result.returncode == 1 and "no such file or directory" in result.stderr
+    assert result.returncode == 2 and "no such file or directory" in result.stderr
 
 
 def test_prune_keeps_the_newest_journals_their_reports_and_logs(tmp_path):
-    from harness.__main__ import prune_journals
+    from harness.command_run import prune_journals
 
     stamps = ["20261101T000000Z", "20261120T000000Z", "20261121T000000Z", "20261122T000000Z"]
     for s in stamps:
@@ -73,7 +73,7 @@ def test_kind_config_prints_a_cluster_config_with_the_harness_mounts(tmp_path, r
 
 
 def test_repeat_summary_counts_each_case_over_the_rounds_and_marks_disagreement(tmp_path):
-    from harness.__main__ import repeat_summary
+    from harness.command_run import repeat_summary
 
     def line(scenario, outcome, at, backend="local"):
         return json.dumps({"scenario": scenario, "backend": backend, "started_at": at, "verdict": {"outcome": outcome}})
@@ -93,7 +93,7 @@ def test_repeat_summary_counts_each_case_over_the_rounds_and_marks_disagreement(
 
 
 def test_repeat_summary_names_the_rounds_that_disagree(tmp_path):
-    from harness.__main__ import repeat_summary
+    from harness.command_run import repeat_summary
 
     def line(outcome, at, index):
         return json.dumps({"scenario": "kill-a", "backend": "local", "started_at": at,
@@ -113,24 +113,74 @@ def test_a_malformed_repeat_round_is_a_usage_error_before_anything_runs(tmp_path
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--journal", str(tmp_path / "j.jsonl"),
                            "-p", "no:cacheprovider"], cwd=repo_root, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "CHAOS_REPEAT_ROUND": "3"})
-    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     assert "CHAOS_REPEAT_ROUND='3': expected 'k/N'" in done.stderr
     assert not (tmp_path / "j.jsonl").exists()
 
 
 def test_repeat_must_be_at_least_one(capsys):
-    from harness.__main__ import main
+    from harness.cli import main
 
-    assert main(["run", "--repeat", "0"]) == 4
+    assert main(["run", "--repeat", "0"]) == 2
     assert "--repeat must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_repeat_stops_at_a_round_with_a_usage_error(tmp_path, repo_root):
-    """Exit 4 (pytest: a usage error, here a scenario that does not exist) ends the repeats at
-    once, with that status: it does not get better by asking again."""
+    """Exit 2 (a usage error, here a scenario that does not exist) ends the repeats at once,
+    with that status: it does not get better by asking again."""
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--repeat", "3", "--scenario", "no-such-row",
                            "--journal", str(tmp_path / "j.jsonl"), "-p", "no:cacheprovider"],
                           cwd=repo_root, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 4, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     assert "round 1 of 3" in done.stdout and "round 2 of 3" not in done.stdout
     assert "--chaos-scenario 'no-such-row' matches no scenario" in done.stderr
+
+
+SUBCOMMANDS = ["validate", "run", "report", "image", "bench", "explore", "kind", "findings", "export-ctk"]
+
+
+def test_every_subcommand_says_what_it_does_what_it_writes_and_its_exit_codes(capsys):
+    import pytest
+
+    from harness.cli import main
+
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exited:
+            main([name, "--help"])
+        assert exited.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "Writes:" in text and "exit codes: 0 all held, 1 a verdict failed, 2 a usage or matrix error, " \
+                                     "3 infrastructure unavailable" in text, (name, text)
+
+
+def test_pytest_codes_become_the_clis():
+    from harness.command_run import FAILED, INTERRUPTED, OK, UNAVAILABLE, USAGE, exit_code
+
+    assert exit_code(0) == OK and exit_code(1) == FAILED and exit_code(2) == INTERRUPTED
+    assert exit_code(4) == USAGE and exit_code(5) == USAGE
+    assert exit_code(0, {"docker"}) == UNAVAILABLE  # every case that ran passed, docker's skipped
+    assert exit_code(1, {"docker"}) == FAILED  # a failed verdict says more than a missing backend
+
+
+def test_the_run_command_counts_the_backends_that_could_not_start():
+    from types import SimpleNamespace
+
+    from harness.command_run import UnavailableSkips
+
+    skips = UnavailableSkips()
+    for skipped, message in [(True, "Skipped: backend kind unavailable: no kind cluster can start here"),
+                             (True, "Skipped: some other reason"), (False, "")]:
+        skips.pytest_runtest_logreport(SimpleNamespace(skipped=skipped, longrepr=("f.py", 1, message)))
+    assert skips.backends == {"kind"}
+
+
+def test_the_console_script_is_the_same_cli(repo_root):
+    """``chaos-harness``, installed beside the interpreter by the package, runs the same CLI."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "chaos-harness"
+    assert script.is_file(), f"{script}: not installed (pyproject's [project.scripts])"
+    done = subprocess.run([str(script), "validate", "scenarios"], cwd=repo_root, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("ok: "), done.stderr
+    usage = subprocess.run([str(script), "validate"], cwd=repo_root, capture_output=True, text=True)
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: chaos-harness validate")

@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import procs
 from harness.backends import Deployed
-from harness.net import port_open
 from harness.ctk import actions, find_scenario, probes, state
 from harness.ctk.export import ExportRefused, experiment, export, refusals, tolerance
-from harness.scenario import Scenario, load_matrix
+from harness.model.matrix import load_matrix
+from harness.model.scenario import Scenario
+from harness.paths import SCENARIOS_DIR
+from harness.sut import procs
+from harness.sut.net import port_open
 
 
 def by_name(activities):
@@ -74,7 +76,7 @@ def test_backend_overrides_message_and_infrastructure_figures():
 
 
 def test_the_expectation_exported_is_the_installed_prefects():
-    from harness.session import prefect_version
+    from harness.run.session import prefect_version
 
     made = row(expect={"final": "COMPLETED", "settle_within_seconds": 60,
                        "prefect": {"<3": {"final": "FAILED"}, ">=3": {"final": "CANCELLED"}}})
@@ -125,7 +127,7 @@ def test_several_faults_subflows_and_set_fields():
 
 
 def test_task_run_expectations_become_task_probes():
-    from harness.scenario import Expectation
+    from harness.model.expectation import Expectation
 
     if "tasks" not in Expectation.model_fields:
         pytest.skip("this matrix model has no task-run expectations")
@@ -169,7 +171,7 @@ def test_tolerances_as_chaoslib_applies_them():
 def test_every_exportable_scenario_is_a_valid_experiment_and_the_rest_are_refused():
     experiment_mod = pytest.importorskip("chaoslib.experiment", reason="the ctk extra is not installed")
     exported, refused = [], {}
-    for scenario in load_matrix(Path(__file__).resolve().parent.parent / "scenarios"):
+    for scenario in load_matrix(SCENARIOS_DIR):
         for backend in scenario.backends:
             try:
                 exp = experiment(scenario, backend)
@@ -219,12 +221,12 @@ def test_export_ctk_command(tmp_path):
     done = cli("api-503-brief", "--backend", "docker", "-o", "exp.json")
     assert done.returncode == 0 and json.loads((tmp_path / "exp.json").read_text())["tags"][3] == "backend:docker"
     missing = cli("kill-flow-proces")
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "argument 'scenario': no scenario 'kill-flow-proces'" in missing.stderr
     assert "did you mean kill-flow-process" in missing.stderr
     storm = cli("storm-kill-a-fifth")
-    assert storm.returncode == 1 and "scenario 'storm-kill-a-fifth': workload.runs:" in storm.stderr
-    (tmp_path / "m.yaml").write_text((Path(__file__).resolve().parent.parent / "scenarios" / "kill.yaml").read_text())
+    assert storm.returncode == 2 and "scenario 'storm-kill-a-fifth': workload.runs:" in storm.stderr
+    (tmp_path / "m.yaml").write_text((SCENARIOS_DIR / "kill.yaml").read_text())
     mine = json.loads(cli("kill-subflow-process", "--matrix", "m.yaml").stdout)
     assert mine["method"][0]["provider"]["arguments"]["matrix"] == str(tmp_path / "m.yaml")  # absolute
 

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.api import PrefectAPI
-from harness.engine import Unavailable
-from harness.faults import Fault
-from harness.scenario import FaultSpec, Scenario
+from harness.model.faults import Fault
+from harness.model.scenario import FaultSpec, Scenario
+from harness.sut.api import PrefectAPI
+
+
+class Unavailable(RuntimeError):
+    """A backend cannot start here (no Docker engine, no image, no kind cluster); the message
+    says why, and its cases skip saying so."""
 
 
 @dataclass
@@ -56,18 +60,18 @@ def start(name: str, workdir: Path, session: str, options: dict[str, Any] | None
     kube_context, allow_context, kube_version for kind) and, for a case's own system (local and
     docker), ``server_env``: settings of its server."""
     if name == "local":
-        from harness.backends.local import LocalSystem
+        from harness.backends.local.system import LocalSystem
 
         return LocalSystem(workdir, session, options)
     if name == "docker":
         try:
-            from harness.backends.docker import DockerSystem
+            from harness.backends.docker.system import DockerSystem
         except ImportError as exc:
             raise Unavailable(f"the docker backend needs the 'docker' extra ({exc})") from exc
         return DockerSystem(workdir, session, options)
     if name == "kind":
         try:
-            from harness.backends.kind import KindSystem
+            from harness.backends.kind.system import KindSystem
         except ImportError as exc:
             raise Unavailable(f"the kind backend needs the 'kind' extra ({exc})") from exc
         return KindSystem(workdir, session, options)

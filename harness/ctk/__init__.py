@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.scenario import FLOWS_DIR, Scenario, load_matrix
+from harness.model.matrix import load_matrix
+from harness.model.scenario import FLOWS_DIR, Scenario
 
 DEFAULT_MATRIX = FLOWS_DIR.parent / "scenarios"  # the repository's matrix, as python -m harness uses it
 

@@ -23,11 +23,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness import faults, observe
 from harness.ctk import find_scenario, seconds, state
-from harness.faults import FaultRecord
-from harness.run import POLL
-from harness.scenario import BACKENDS, FaultSpec, Scenario, _format_errors
+from harness.model import faults
+from harness.model.faults import FaultRecord
+from harness.model.fields import BACKENDS
+from harness.model.matrix import _format_errors
+from harness.model.scenario import FaultSpec, Scenario
+from harness.run import observe
+from harness.run.case import POLL
 
 __all__ = ["start_run", "inject_fault", "heal_faults", "stop_system"]
 

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.ctk import find_scenario
-from harness.scenario import BACKENDS, STATE_TYPES, Expectation, Scenario
-from harness.session import prefect_version
+from harness.model.expectation import Expectation
+from harness.model.fields import BACKENDS, STATE_TYPES
+from harness.model.scenario import Scenario
+from harness.run.session import prefect_version
 
 ACTIONS, PROBES, TOLERANCES = "harness.ctk.actions", "harness.ctk.probes", "harness.ctk.tolerances"
 RUNTIME = {"hypothesis": {"strategy": "after-method-only"}, "rollbacks": {"strategy": "always"}}

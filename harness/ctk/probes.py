@@ -14,11 +14,12 @@ raises, naming itself.  Results are JSON: strings, numbers, booleans, lists, or 
 import time
 from typing import Any
 
-from harness import ledger, observe
-from harness.check import figures
+from harness import ledger
 from harness.ctk import seconds, state
-from harness.history import FlowRun, History, TaskRun
-from harness.run import POLL, add_infrastructure
+from harness.model.check import figures
+from harness.model.history import FlowRun, History, TaskRun
+from harness.run import observe
+from harness.run.case import POLL, add_infrastructure
 
 __all__ = ["flow_run_state", "flow_run_state_name", "flow_run_message", "flow_run_count", "task_run_state",
            "task_run_count", "executions", "subflow_states", "time_to_detect", "overlapping", "flapping",

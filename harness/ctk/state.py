@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.backends import Deployed, System
-from harness.faults import FAULT_KINDS, FaultRecord
-from harness.scenario import Expectation, FaultSpec, Scenario
-from harness.session import ChaosSession, prefect_version
+from harness.model.expectation import Expectation
+from harness.model.faults import FAULT_KINDS, FaultRecord
+from harness.model.scenario import FaultSpec, Scenario
+from harness.run.session import ChaosSession, prefect_version
 
 LOCK = threading.RLock()  # background activities run in threads
 
