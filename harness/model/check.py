@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.model.expectation import Expectation, RunExpectation
-from harness.model.history import TERMINAL, FlowRun, History, TaskRun
+from harness.model.history import TERMINAL, FlowRun, History, State, TaskRun, reporter
 from harness.model.scenario import Scenario
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
@@ -88,6 +88,7 @@ def figures(history: History) -> dict[str, Any]:
         "detected_as": None, "time_to_settle": None, "stuck": None, "flapping": False,
         "executions": dict(sorted(Counter(l["task"] for l in history.ledger if l.get("event") == "start").items())),
         "re_executions": 0, "overlaps": overlaps(history), "oom_killed": None, "exit_code": None,
+        "reported_by": None, "path": [],
     }
     fig["re_executions"] = sum(max(0, n - 1) for n in fig["executions"].values())
     fig["flapping"] = any(_flapped(r) for r in history.flow_runs if r.role != "subflow")
@@ -98,7 +99,8 @@ def figures(history: History) -> dict[str, Any]:
     if main is None or main.final is None:
         return fig
     fig.update(final=main.final.type, final_name=main.final.name, run_count=main.run_count,
-               stuck=main.final.type not in TERMINAL)
+               stuck=main.final.type not in TERMINAL, reported_by=reporter(main.final.message),
+               path=[f"{s.type}/{s.name}" for s in main.states])
     if injected is not None:
         # a cancel's CANCELLING is the harness's own request: the run reflects it once it leaves it
         unreflecting = _UNREFLECTING | ({"CANCELLING"} if any(f["kind"] == "cancel" for f in history.faults) else set())
@@ -158,6 +160,41 @@ def check_run(expect: RunExpectation, run: FlowRun | TaskRun | None, label: str)
         why.append(f"{label}: final message {run.final.message!r} does not match /{expect.message}/")
     if expect.run_count is not None and not _matches(run.run_count, expect.run_count):
         why.append(f"{label}: run_count {run.run_count}, expected {expect.run_count}")
+    return why
+
+
+def is_state(state: State | str, wanted: str) -> bool:
+    """``wanted`` names the state: its type (SCHEDULED), its name (AwaitingRetry) or both
+    (SCHEDULED/AwaitingRetry).  ``state`` is a State or a figure's "TYPE/Name"."""
+    kind, _, name = (state if isinstance(state, str) else f"{state.type}/{state.name}").partition("/")
+    return wanted in (kind, name, f"{kind}/{name}")
+
+
+def _check_path(expect: Expectation, history: History, fig: dict[str, Any]) -> list[str]:
+    """The main run's path: states it entered and did not, from the first fault on (the whole run
+    without one), the first state that reflected the fault, and who set the final state."""
+    main, why = history.main, []
+    if main is None:
+        return why
+    since = _first_injection(history)
+    path = [s for s in main.states if since is None or s.timestamp >= since]
+    where = "after the fault" if since is not None else "in the run"
+    shown = " -> ".join(f"{s.type}/{s.name}" for s in path) or "no state"
+    for wanted in expect.passes_through:
+        if not any(is_state(s, wanted) for s in path):
+            why.append(f"main run: never entered {wanted} {where} ({shown})")
+    for unwanted in expect.never:
+        entered = [s for s in path if is_state(s, unwanted)]
+        if entered:
+            why.append(f"main run: entered {entered[0].type}/{entered[0].name} {where}, expected never {unwanted}")
+    if expect.detected_as is not None:
+        allowed = expect.detected_as if isinstance(expect.detected_as, list) else [expect.detected_as]
+        got = fig["detected_as"]
+        if got is None or not any(is_state(got, a) for a in allowed):
+            why.append(f"main run: detected as {got or 'nothing'}, expected {' or '.join(allowed)}")
+    if expect.reported_by is not None and not _matches(fig["reported_by"], expect.reported_by):
+        message = main.final.message if main.final else None
+        why.append(f"main run: final state reported by {fig['reported_by']} ({message!r}), expected {expect.reported_by}")
     return why
 
 
@@ -267,6 +304,8 @@ def check(expect: Expectation, history: History, scenario: Scenario | None = Non
     else:
         why = check_run(expect, history.main, "main run") + _check_executions(expect.executions, fig)
     why += _check_tasks(expect.tasks, history)
+    if storm is None:
+        why += _check_path(expect, history, fig)
     if expect.detect_within_seconds is not None:
         ttd = fig["time_to_detect"]
         if ttd is None:

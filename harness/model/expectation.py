@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import Field, field_validator
 
 from harness.model.fields import BACKENDS, Count, StateType, _Model, _upper
+from harness.model.history import REPORTER_NAMES
+
+Reporter = Literal[REPORTER_NAMES]  # type: ignore[valid-type]
 
 
 class RunExpectation(_Model):
@@ -57,6 +60,14 @@ class Expectation(RunExpectation):
     # container's OOMKilled, a cgroup's oom_kill count), and the first container's exit code
     oom_killed: bool | None = None
     exit_code: Count | None = None
+    # The path, not only the end (the main run): states it must enter and must never enter, from
+    # the first fault's injection on (the whole run without one), each a state type (SCHEDULED), a
+    # name (AwaitingRetry) or both (SCHEDULED/AwaitingRetry); the first state that reflected the
+    # fault, written the same way; and who set the final state (history.REPORTERS: from its message).
+    passes_through: list[str] = Field(default_factory=list)
+    never: list[str] = Field(default_factory=list)
+    detected_as: str | list[str] | None = None
+    reported_by: Reporter | list[Reporter] | None = None  # type: ignore[valid-type]
     # Set while no real run has confirmed this expectation: what it rests on instead (a
     # documented behaviour, a reading of the code).  The report marks such cells; a measurement
     # replaces the expectation and removes the mark.

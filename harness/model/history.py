@@ -7,10 +7,35 @@ a pure function of it and the journal can carry it whole.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+# Who set a state.  Prefect records no author on a state, but each component words its own: these
+# are the messages of its source (3.6-3.9: the engine's ``exception_to_crashed_state``, the
+# runner's flow-run executor, ``BaseWorker``'s crash and submission reports, the server's
+# cancellation cleanup service, prefect-kubernetes' observer) and of the zombie automation the
+# harness creates.  The first pattern that matches names the reporter; none: "unknown".
+REPORTERS: tuple[tuple[str, str], ...] = (
+    ("runner", r"^Process exited with status code|^Flow run could not start"),
+    ("worker", r"^Flow run infrastructure exited|^Failed to submit flow run to infrastructure|^Submission failed"),
+    ("engine", r"^Execution was (aborted|cancelled) by|^Flow run encountered an exception|^Finished in state"
+               r"|^All states completed|^Flow run timed out"),
+    ("server", r"cancellation timed out"),
+    ("automation", r"due to missing heartbeats"),
+    ("observer", r"^Kubernetes (job was deleted|pod is pending)|^No active or succeeded pods"),
+)
+REPORTER_NAMES = tuple(name for name, _ in REPORTERS) + ("unknown",)
+
+
+def reporter(message: str | None) -> str:
+    """The component that set a state, from its message (see ``REPORTERS``)."""
+    for name, pattern in REPORTERS:
+        if message and re.search(pattern, message):
+            return name
+    return "unknown"
 
 
 @dataclass

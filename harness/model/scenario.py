@@ -351,6 +351,14 @@ class Scenario(_Model):
         for counts in at_least:
             if sum(counts.values()) > runs:
                 raise ValueError(f"@expect.at_least: {sum(counts.values())} runs in all, more than the storm's {runs}")
+        if runs > 1:
+            layers = [self.expect, *self.expect.prefect.values()]
+            for b in self.expect.backends.values():
+                layers += [b, *b.prefect.values()]
+            for name in ("passes_through", "never", "detected_as", "reported_by"):
+                if any(name in layer.model_fields_set for layer in layers):
+                    raise ValueError(f"@expect.{name}: the path is one run's; a storm (workload.runs > 1) has final "
+                                     "states and counts")
         return self
 
     @model_validator(mode="after")

@@ -192,8 +192,10 @@ def trend_section(report: Report) -> str:
 
 
 EXPECT_FIELDS = ("final", "final_name", "message", "run_count", "at_least", "executions", "tasks",
+                 "passes_through", "never", "detected_as", "reported_by",
                  "detect_within_seconds", "settle_within_seconds", "overlap", "flapping", "oom_killed", "exit_code")
 OBSERVED_OF = {"final": "final", "final_name": "final_name", "run_count": "run_count", "executions": "executions",
+               "passes_through": "path", "never": "path", "detected_as": "detected_as", "reported_by": "reported_by",
                "detect_within_seconds": "time_to_detect", "settle_within_seconds": "time_to_settle",
                "overlap": "overlaps", "flapping": "flapping", "oom_killed": "oom_killed", "exit_code": "exit_code"}
 
@@ -265,8 +267,11 @@ def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
         want = exp.get(name)
         if name == "tasks" and want:  # only the fields a task's row sets
             want = {task: {k: v for k, v in row.items() if v is not None} for task, row in want.items()}
-        if want in (None, {}, False) and name not in ("overlap", "flapping"):
-            continue
+        if want in (None, {}, False, []) and name not in ("overlap", "flapping"):
+            if name == "passes_through" and entry.figures.get("path") and not exp.get("never"):
+                want = None  # the path is shown whether or not the row expects anything of it
+            else:
+                continue
         got = _final_message(entry) if name == "message" else entry.figures.get(OBSERVED_OF.get(name, name))
         storm = entry.figures.get("storm")
         if isinstance(storm, dict) and name in ("final", "at_least"):  # a storm: how all its runs ended
@@ -277,9 +282,12 @@ def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
             got = bool(got)
         words = {"final": "final state", "final_name": "final state name", "message": "final message",
                  "executions": "task ", "detect_within_seconds": "detected", "settle_within_seconds": "settled",
-                 "overlap": "overlapping", "flapping": "flapping", "at_least": "at least"}.get(name, name)
+                 "overlap": "overlapping", "flapping": "flapping", "at_least": "at least",
+                 "passes_through": "never entered", "never": "expected never", "detected_as": "detected as",
+                 "reported_by": "reported by"}.get(name, name)
         bad = words in reasons or (name == "detect_within_seconds" and "no state reflected" in reasons)
-        rows.append(f'<tr><td>{e(name)}</td><td><code>{e(_fmt(want))}</code></td>'
+        label = "path" if name == "passes_through" and want is None else name
+        rows.append(f'<tr><td>{e(label)}</td><td><code>{e(_fmt(want))}</code></td>'
                     f'<td{" class=bad" if bad else ""}><code>{e(_fmt(got))}</code></td></tr>')
     reasons_html = ("<ul class='tight reasons'>" + "".join(f"<li>{e(r)}</li>" for r in entry.reasons) + "</ul>"
                     if entry.reasons else "<p class='t-pass'>Every expectation held.</p>")

@@ -367,3 +367,49 @@ def test_without_task_workers_the_overlap_unit_stays_the_flow_run():
                                      dict(line("step-1", 5, pid=1, event="end"), task_run_id="a")])
     assert [o["flow_run_id"] for o in overlaps(h)] == ["run-1"]
     assert "executed_by" not in figures(h)
+
+
+# --- the path: states entered and never entered, what detected the fault, who reported the end ---
+
+# a crash the server answered with a flow retry, then the worker's own crash report 30 ms later
+RETRIED_THEN_CRASHED = [st("SCHEDULED", 0), st("RUNNING", 2), st("SCHEDULED", 10.4, "AwaitingRetry"),
+                        st("CRASHED", 10.43, message="Flow run infrastructure exited with non-zero status code -9.")]
+
+
+def test_the_path_after_the_fault_is_checked_not_only_the_end():
+    crash_only = expect(final="CRASHED", run_count=1, never=["AwaitingRetry"], passes_through=["CRASHED"],
+                        detected_as="CRASHED", reported_by="runner")
+    assert check(crash_only, history(CRASHED_RUN)).outcome == "pass"
+    v = check(crash_only, history(RETRIED_THEN_CRASHED))
+    assert v.outcome == "fail"
+    assert v.reasons == [
+        "main run: entered SCHEDULED/AwaitingRetry after the fault, expected never AwaitingRetry",
+        "main run: detected as SCHEDULED/AwaitingRetry, expected CRASHED",
+        "main run: final state reported by worker ('Flow run infrastructure exited with non-zero status code -9.'), "
+        "expected runner"]
+    assert v.figures["reported_by"] == "worker"
+    assert v.figures["path"] == ["SCHEDULED/Scheduled", "RUNNING/Running", "SCHEDULED/AwaitingRetry", "CRASHED/Crashed"]
+
+
+def test_a_state_is_named_by_type_name_or_both_and_before_the_fault_does_not_count():
+    v = check(expect(passes_through=["SCHEDULED/AwaitingRetry"], detected_as=["AwaitingRetry", "CRASHED"],
+                     reported_by=["worker", "runner"]), history(RETRIED_THEN_CRASHED))
+    assert v.outcome == "pass", v.reasons
+    # SCHEDULED before the fault (at 0 s) is not "after the fault"
+    v = check(expect(passes_through=["Scheduled"]), history(CRASHED_RUN))
+    assert v.reasons == ["main run: never entered Scheduled after the fault (CRASHED/Crashed)"]
+    # without a fault, the whole run is the path
+    v = check(expect(passes_through=["Scheduled"], never=["AwaitingRetry"]), history(CRASHED_RUN, faults=[]))
+    assert v.outcome == "pass", v.reasons
+
+
+def test_who_reported_a_state_is_read_from_its_message():
+    from harness.model.history import reporter
+
+    assert reporter("Process exited with status code: -9. This indicates ...") == "runner"
+    assert reporter("Flow run infrastructure exited with non-zero status code 1.") == "worker"
+    assert reporter("Execution was aborted by a termination signal.") == "engine"
+    assert reporter("Flow run cancellation timed out; marked this flow run as Cancelled.") == "server"
+    assert reporter("Flow run marked as crashed due to missing heartbeats.") == "automation"
+    assert reporter("No active or succeeded pods found for any job") == "observer"
+    assert reporter(None) == reporter("something else") == "unknown"

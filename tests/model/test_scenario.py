@@ -357,3 +357,14 @@ def test_the_quick_tier_tries_every_fault_kind_on_every_backend_with_no_row_to_s
     assert {(s.id, b) for s, b in select(scenarios, None, list(BACKEND_FAULTS), tier="quick")} == \
         {(s.id, b) for s in quick for b in s.backends}
     assert len(select(scenarios, None, ["local"], tier="full")) == sum("local" in s.backends for s in scenarios)
+
+
+def test_the_path_is_one_runs_not_a_storms():
+    from harness.model.scenario import Scenario
+
+    row = {"id": "storm-path", "title": "t", "backends": ["local"], "workload": {"flow": "pipeline", "runs": 5},
+           "expect": {"final": "COMPLETED", "settle_within_seconds": 60, "backends": {"local": {"never": ["AwaitingRetry"]}}}}
+    with pytest.raises(ValueError, match="expect.never: the path is one run's"):
+        Scenario.model_validate(row)
+    row["workload"]["runs"] = 1
+    assert Scenario.model_validate(row).expect.for_backend("local").never == ["AwaitingRetry"]

@@ -248,3 +248,20 @@ def test_a_logs_field_that_is_not_an_object_with_a_dir_is_refused(tmp_path):
     assert report.entries == []
     assert [p.split(": ", 1)[1] for p in report.problems[:2]] == ["skipped, logs is not an object with a dir",
                                                                   "skipped, logs.files is not a list"]
+
+
+def test_the_detail_shows_the_path_and_who_reported_the_end(tmp_path):
+    path = ["RUNNING/Running", "SCHEDULED/AwaitingRetry", "CRASHED/Crashed"]
+    expected = entry(scenario="crash-retries", outcome="fail", path=path, reported_by="worker",
+                     detected_as="SCHEDULED/AwaitingRetry", reasons=[
+                         "main run: entered SCHEDULED/AwaitingRetry after the fault, expected never AwaitingRetry",
+                         "main run: final state reported by worker ('...'), expected runner"],
+                     expectation={"final": "CRASHED", "settle_within_seconds": 60, "never": ["AwaitingRetry"],
+                                  "reported_by": "runner"})
+    plain = entry(scenario="crash-plain", path=path[::2])  # no path expected: shown all the same
+    html = htmlreport.write([journal(tmp_path / "j.jsonl", expected, plain)], tmp_path / "r.html")[0].read_text()
+    never_row = re.search(r"<tr><td>never</td>.*?</tr>", html).group(0)
+    assert "AwaitingRetry" in never_row and "class=bad" in never_row
+    assert re.search(r"<tr><td>reported_by</td><td><code>runner</code></td><td class=bad><code>worker</code>", html)
+    assert re.search(r"<tr><td>path</td><td><code>—</code></td><td><code>\[&quot;RUNNING/Running&quot;, "
+                     r"&quot;CRASHED/Crashed&quot;\]</code>", html)
