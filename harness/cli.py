@@ -197,6 +197,29 @@ def findings(args: argparse.Namespace) -> int:
     return 0
 
 
+def mutate(args: argparse.Namespace) -> int:
+    from harness.run import mutate as mutants
+
+    if args.list:
+        for m in mutants.CATALOGUE:
+            print(f"{m.id:30} {'(equivalent) ' if m.equivalent else ''}{m.what}  [rows: {', '.join(m.rows)}]")
+        return OK
+    try:
+        load_matrix(args.matrix)
+        summary = mutants.mutate(args.mutant, Path(args.matrix), baseline=not args.no_baseline)
+    except MatrixError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return USAGE
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE
+    print(mutants.render(summary))
+    print(f"figures: {mutants.write(summary)}")
+    bad = [r for r in summary["results"] if r["status"] in ("survived", "false alarm", "not judged", "error")]
+    return FAILED if bad else OK
+
+
 def command(sub, name: str, does: str, writes: str) -> argparse.ArgumentParser:
     """A subcommand whose --help says what it does, what it writes and what its exit codes mean."""
     return sub.add_parser(name, help=does, description=f"{does[0].upper()}{does[1:]}. Writes: {writes}.",
@@ -281,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--matrix", default=str(ROOT / "scenarios"), help="matrix file or directory (default: scenarios/)")
     f.add_argument("-o", "--output", default=str(ROOT / "docs" / "findings.md"), help="the page to write")
     f.add_argument("--check", action="store_true", help="write nothing; exit 1 when the page is not what it would write")
+    m = command(sub, "mutate", "run seeded regressions of the installed Prefect against the rows meant to catch them "
+                               "(each in a throwaway environment of its own, local backend)",
+                "reports/mutate-<UTC time>.json; prints the table: mutant, rows, verdicts, caught or survived")
+    m.add_argument("--mutant", action="append", help="a mutant's id (repeatable; default: the whole catalogue)")
+    m.add_argument("--list", action="store_true", help="list the catalogue and exit")
+    m.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    m.add_argument("--no-baseline", action="store_true",
+                   help="skip running the rows against the unpatched Prefect first")
     x = command(sub, "export-ctk", 'write a scenario as a Chaos Toolkit experiment (JSON)',
                   'the experiment to -o, or to stdout')
     x.add_argument("scenario", help="the scenario's id")
@@ -293,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths),
-                "bench": bench, "explore": explore, "export-ctk": export_ctk, "findings": findings}
+                "bench": bench, "explore": explore, "export-ctk": export_ctk, "findings": findings, "mutate": mutate}
     return handlers[args.command](args)
 
 

@@ -136,7 +136,7 @@ def test_repeat_stops_at_a_round_with_a_usage_error(tmp_path, repo_root):
     assert "--chaos-scenario 'no-such-row' matches no scenario" in done.stderr
 
 
-SUBCOMMANDS = ["validate", "run", "report", "image", "bench", "explore", "kind", "findings", "export-ctk"]
+SUBCOMMANDS = ["validate", "run", "report", "image", "bench", "explore", "kind", "findings", "mutate", "export-ctk"]
 
 
 def test_every_subcommand_says_what_it_does_what_it_writes_and_its_exit_codes(capsys):

@@ -89,7 +89,8 @@ def test_each_cell_runs_as_shards_that_cover_the_split(workflow):
 
 def test_a_merge_job_per_cell_makes_the_one_report_from_every_shard(workflow):
     merge = workflow["jobs"]["report"]
-    assert merge["needs"] == "chaos" and merge["if"] == "always()"  # a failed shard still gets its report
+    # a failed shard still gets its report; the weekly mutate run has no shards to merge
+    assert merge["needs"] == "chaos" and merge["if"] == "always() && github.event.schedule != '47 3 * * 0'"
     assert cells(workflow, "report") == cells(workflow)
     assert merge["env"]["CELL"] == workflow["jobs"]["chaos"]["env"]["CELL"]
     steps = merge["steps"]
@@ -107,16 +108,17 @@ def test_a_merge_job_per_cell_makes_the_one_report_from_every_shard(workflow):
 def test_it_uses_only_the_projects_documented_commands(workflow, repo_root):
     # the README or the reference it points to (docs/report.md has the nightly)
     readme = "\n".join(p.read_text() for p in [repo_root / "README.md", *sorted((repo_root / "docs").glob("*.md"))])
-    lines = run_lines(workflow) + run_lines(workflow, "report")
+    lines = run_lines(workflow) + run_lines(workflow, "report") + run_lines(workflow, "mutate")
     assert lines, "no commands"
     for line in lines:
         # the machine-level wrapper (root, as the matrix was measured) is not a command of its own
         command = re.sub(r'^sudo --preserve-env=[\w,]+ env "PATH=\$PATH" ', "", line)
-        assert command.startswith(("pip install tox", "tox -e chaos-prefect", "tox -e report")), line
+        assert command.startswith(("pip install tox", "tox -e chaos-prefect", "tox -e report", "tox -e mutate")), line
     chaos = next(line for line in run_lines(workflow) if "tox -e" in line)
     assert "tox -e chaos-prefect${{ matrix.cell.prefect }} -- --backend ${{ matrix.cell.backend }}" in chaos
     for documented in ("pip install tox", "tox -e chaos-prefect39", "--backend kind", "--chaos-kube-version",
-                       "--keep-journals", "CHAOS_REQUIRE_BACKENDS", "--shard", "tox -e report", "--journal-out"):
+                       "--keep-journals", "CHAOS_REQUIRE_BACKENDS", "--shard", "tox -e report", "--journal-out",
+                       "tox -e mutate"):
         assert documented in readme, f"neither README nor docs/ documents {documented!r}"
     assert "--chaos-kube-version {0}', matrix.cell.kube" in chaos  # kind cells pass their Kubernetes version
 
@@ -153,3 +155,17 @@ def test_reports_and_journals_are_uploaded_and_journals_kept_for_the_trend(workf
     shard_restore = next(s for s in shard_steps if s.get("uses", "").startswith("actions/cache/restore"))
     assert shard_restore["with"] == restore["with"]
     assert not any(s.get("uses", "").startswith("actions/cache/save") for s in shard_steps)
+
+
+def test_once_a_week_the_seeded_regressions_run_and_nothing_else(workflow, repo_root):
+    triggers = workflow.get("on", workflow.get(True))
+    weekly = [t["cron"] for t in triggers["schedule"] if re.fullmatch(r"\d+ \d+ \* \* [0-6]", t["cron"])]
+    assert len(weekly) == 1
+    mutate, chaos = workflow["jobs"]["mutate"], workflow["jobs"]["chaos"]
+    assert mutate["if"] == f"github.event.schedule == '{weekly[0]}' || github.event_name == 'workflow_dispatch'"
+    assert chaos["if"] == f"github.event.schedule != '{weekly[0]}'"
+    assert weekly[0] in workflow["jobs"]["report"]["if"]
+    (line,) = [x for x in run_lines(workflow, "mutate") if "tox -e" in x]
+    assert line.endswith("tox -e mutate") and "mutate" in tox_envs(repo_root)
+    upload = next(s for s in mutate["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()" and upload["with"]["path"] == "reports/mutate-*.json"

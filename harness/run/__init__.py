@@ -4,6 +4,7 @@
 ``observe`` (polling the API into a history), ``session``
 (a session's systems, its cleanup on exit, Ctrl-C and SIGTERM, leftovers of SIGKILLed ones),
 ``schedule`` (cases at once, longest first, deployed ahead), ``shard`` (a split of the cases by
-measured duration), ``explore`` (random fault schedules with Hypothesis), ``bench`` (the
-harness's own cost).
+measured duration), ``explore`` (random fault schedules with Hypothesis), ``bench`` and
+``figures`` (the harness's own cost), ``mutate`` (seeded regressions of Prefect: would the rows
+notice?).
 """
