@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import Field, field_validator
 
-from harness.model.fields import BACKENDS, Count, StateType, _Model, _upper
+from harness.model.fields import BACKENDS, MAX_SECONDS, Count, States, StateType, _Model, _upper
 from harness.model.history import REPORTER_NAMES
 
 Reporter = Literal[REPORTER_NAMES]  # type: ignore[valid-type]
@@ -17,8 +17,8 @@ Reporter = Literal[REPORTER_NAMES]  # type: ignore[valid-type]
 class RunExpectation(_Model):
     """What one flow run must look like at the end: a subset of the full expectation."""
 
-    final: StateType | list[StateType] | None = None  # type: ignore[valid-type]
-    final_name: str | list[str] | None = None
+    final: States | None = None  # type: ignore[valid-type]
+    final_name: str | Annotated[list[str], Field(min_length=1)] | None = None
     message: str | None = None  # a regex searched in the final state's message
     run_count: Count | None = None
 
@@ -28,7 +28,10 @@ class RunExpectation(_Model):
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
 
@@ -49,8 +52,8 @@ class Expectation(RunExpectation):
     faulted: RunExpectation | None = None
     # a storm: at least this many of its runs (faulted or not) end in each of these states
     at_least: dict[StateType, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)  # type: ignore[valid-type]
-    detect_within_seconds: float | None = Field(None, gt=0)
-    settle_within_seconds: float = Field(..., gt=0)
+    detect_within_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    settle_within_seconds: float = Field(..., gt=0, le=MAX_SECONDS)
     subflows: RunExpectation | None = None
     overlap: bool = False  # two processes executing the same flow run at once
     flapping: bool = False  # a terminal state later overwritten
@@ -75,11 +78,13 @@ class Expectation(RunExpectation):
 
 
 class ExpectationOverride(Expectation):
-    settle_within_seconds: float | None = Field(None, gt=0)  # type: ignore[assignment]
+    settle_within_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)  # type: ignore[assignment]
 
 
 def _specifiers(value: dict[str, Any]) -> dict[str, Any]:
     for key in value:
+        if not key.strip():
+            raise ValueError("'' is not a Prefect version specifier: an empty one would match every version")
         try:
             SpecifierSet(key)
         except InvalidSpecifier:

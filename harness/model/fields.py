@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 BACKENDS = ("local", "docker", "kind")
 OWN_SERVER_BACKENDS = ("local", "docker")  # where one case can have a server (a system) of its own
@@ -17,13 +17,21 @@ ID_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no infinite or NaN number anywhere in a row: every duration and count is a real one
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_SECONDS = 86_400.0  # every duration of a row: a day is already far beyond any case
+ID_MAX = 100  # characters of a scenario id
 
 
 StateType = Literal[STATE_TYPES]  # type: ignore[valid-type]
 
 
-Count = Union[int, list[int]]
+# a count, or the counts allowed (a list of at least one); never negative
+Count = Union[NonNegativeInt, Annotated[list[NonNegativeInt], Field(min_length=1)]]
+# one state type, or the ones allowed (at least one)
+States = Union[StateType, Annotated[list[StateType], Field(min_length=1)]]  # type: ignore[valid-type]
 
 
 def _upper(value: Any) -> Any:

@@ -39,12 +39,40 @@ def _format_errors(path: Path, scenario_id: str, errors: list[dict[str, Any]]) -
     return [f"{path}: scenario {scenario_id!r}: {loc or '(row)'}: {'; or '.join(msgs)}" for loc, msgs in by_field.items()]
 
 
-def _node_errors(node: yaml.Node, where: str = "", above: tuple[int, ...] = ()) -> list[tuple[str, str]]:
+MAX_VALUES = 100_000  # values in one row, aliases expanded: a few KB of aliases can stand for a billion
+
+
+def _expanded(node: yaml.Node, sizes: dict[int, int], above: frozenset[int] = frozenset()) -> int:
+    """How many values ``node`` stands for once its aliases are expanded (memoized; a recursive
+    alias counts once, _node_errors names it)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in above:
+        return 1
+    above = above | {id(node)}
+    children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                else node.value if isinstance(node, yaml.SequenceNode) else [])
+    sizes[id(node)] = min(MAX_VALUES + 1, 1 + sum(_expanded(c, sizes, above) for c in children))
+    return sizes[id(node)]
+
+
+def _node_errors(node: yaml.Node, where: str = "", above: tuple[int, ...] = (),
+                 done: set[int] | None = None) -> list[tuple[str, str]]:
     """What the data would lose or could not hold, below ``node``: (a dotted path, what is wrong).
-    A mapping key given twice (YAML itself keeps the last silently), and an alias inside its own
-    anchor (recursive data, which no field of a scenario can hold)."""
+    A mapping key given twice (YAML itself keeps the last silently), an alias inside its own
+    anchor (recursive data, which no field of a scenario can hold), and a row whose aliases expand
+    to more than ``MAX_VALUES`` values.  Each node is looked into once, however many aliases
+    name it."""
+    if done is None:
+        size = _expanded(node, {})
+        if size > MAX_VALUES:
+            return [(where or "(row)", f"its YAML aliases expand to more than {MAX_VALUES} values")]
+        done = set()
     if id(node) in above:
         return [(where, f"refers to itself (a recursive YAML alias, line {node.start_mark.line + 1})")]
+    if id(node) in done:
+        return []
+    done.add(id(node))
     above += (id(node),)
     found: list[tuple[str, str]] = []
     if isinstance(node, yaml.MappingNode):
@@ -59,40 +87,67 @@ def _node_errors(node: yaml.Node, where: str = "", above: tuple[int, ...] = ()) 
                                     "YAML would keep only the last"))
             else:
                 first[name] = key.start_mark.line
-            found.extend(_node_errors(value, path, above))
+            found.extend(_node_errors(value, path, above, done))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            found.extend(_node_errors(item, f"{where}.{i}" if where else str(i), above))
+            found.extend(_node_errors(item, f"{where}.{i}" if where else str(i), above, done))
     return found
+
+
+MAX_FILE_BYTES = 2_000_000  # a matrix file is a few kilobytes; this one is something else
+MAX_ERROR_CHARS = 300  # an error line quotes at most this much of a value
+
+
+def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def load_file(path: Path) -> tuple[list[Scenario], list[str]]:
     """Parse one matrix file; return its scenarios and its error lines (never raises).  A key given
     twice in a row is an error (YAML would keep the last one silently), and so is a recursive alias."""
-    loader = yaml.SafeLoader(path.read_text())
+    try:
+        scenarios, errors = _load_file(path)
+        return scenarios, [shorten(line, 2 * MAX_ERROR_CHARS) for line in errors]
+    except RecursionError:
+        return [], [f"{path}: nested too deeply to be a matrix (or a regular expression in it is)"]
+    except Exception as exc:  # whatever the bytes: an error line, never a traceback
+        return [], [shorten(f"{path}: could not be read as a matrix: {type(exc).__name__}: {exc}".replace("\n", " "))]
+
+
+def _load_file(path: Path) -> tuple[list[Scenario], list[str]]:
+    data = path.read_bytes()
+    if len(data) > MAX_FILE_BYTES:
+        return [], [f"{path}: {len(data)} bytes; a matrix file is at most {MAX_FILE_BYTES}"]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})"]
+    loader = None
     try:  # one parse: the node tree, checked for keys given twice before merge keys are flattened
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters: an error here too
         tree = loader.get_single_node()
         rows = tree.value if isinstance(tree, yaml.SequenceNode) else []
         lost = {index: found for index, row in enumerate(rows) if (found := _node_errors(row))}
         raw = loader.construct_document(tree) if tree is not None else None
     except yaml.YAMLError as exc:
-        return [], [f"{path}: not valid YAML: {exc}".replace("\n", " ")]
+        return [], [shorten(f"{path}: not valid YAML: {exc}".replace("\n", " "))]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if raw is None:
-        return [], []
+        return [], [f"{path}: no scenarios (an empty matrix file runs nothing; give it rows or remove it)"]
     if not isinstance(raw, list):
         return [], [f"{path}: the file must be a list of scenarios, found {type(raw).__name__}"]
     scenarios, errors = [], []
     for index, row in enumerate(raw):
         sid = row.get("id", f"#{index + 1}") if isinstance(row, dict) else f"#{index + 1}"
         if index in lost:  # the same index: the rows of the node tree are the rows of the data
-            errors.extend(f"{path}: scenario {str(sid)!r}: {field}: {what}" for field, what in lost[index])
+            errors.extend(f"{path}: scenario {shorten(str(sid), 80)!r}: {field}: {what}" for field, what in lost[index])
             continue
         try:
             scenarios.append(Scenario.model_validate(row))
         except ValidationError as exc:
-            errors.extend(_format_errors(path, str(sid), exc.errors()))
+            errors.extend(_format_errors(path, shorten(str(sid), 80), exc.errors()))
     return scenarios, errors
 
 
@@ -106,6 +161,8 @@ def load_matrix(*paths: Path | str) -> list[Scenario]:
             files.append(p)
         else:
             raise MatrixError([f"{p}: no such file or directory"])
+    if not files:
+        raise MatrixError([f"{', '.join(map(str, paths))}: no *.yaml matrix file (a run of nothing is not a run)"])
     scenarios, errors, seen = [], [], {}
     for f in files:
         found, errs = load_file(f)

@@ -13,8 +13,8 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.model.expectation import FullExpectation, Prediction, RunExpectation
 from harness.model.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS, RUN_SHARED_TARGETS
-from harness.model.fields import (BACKENDS, CACHE_POLICIES, ID_RE, OWN_SERVER_BACKENDS, STATE_TYPES, TIERS, _Model,
-                                  _upper, parse_bytes)
+from harness.model.fields import (BACKENDS, CACHE_POLICIES, ID_MAX, ID_RE, MAX_SECONDS, OWN_SERVER_BACKENDS,
+                                  STATE_TYPES, TIERS, _Model, _upper, parse_bytes)
 from harness.paths import FLOWS_DIR  # re-exported: the backends import it from here
 
 
@@ -41,7 +41,7 @@ class Workload(_Model):
     @field_validator("flow")
     @classmethod
     def _flow_exists(cls, flow: str) -> str:
-        if not (FLOWS_DIR / f"{flow}.py").is_file():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", flow) or not (FLOWS_DIR / f"{flow}.py").is_file():
             known = sorted(p.stem for p in FLOWS_DIR.glob("*.py") if not p.stem.startswith("_"))
             raise ValueError(f"no workload flows/{flow}.py (known: {', '.join(known)})")
         return flow
@@ -65,10 +65,10 @@ class JobConfig(_Model):
 
 class Config(_Model):
     flow_retries: int = Field(0, ge=0)
-    retry_delay_seconds: float = Field(0, ge=0)
+    retry_delay_seconds: float = Field(0, ge=0, le=MAX_SECONDS)
     cache_policy: Literal[CACHE_POLICIES] = "default"  # type: ignore[valid-type]
     task_retries: int = Field(0, ge=0)  # a background task's retries (the served task's options)
-    heartbeat_seconds: int | None = Field(None, ge=30)
+    heartbeat_seconds: int | None = Field(None, ge=30, le=MAX_SECONDS)
     zombie_automation_within: int | None = Field(None, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     job: JobConfig = Field(default_factory=JobConfig)
@@ -131,7 +131,7 @@ class Trigger(_Model):
 
     task: str | None = None
     state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
-    after_seconds: float | None = Field(None, ge=0)
+    after_seconds: float | None = Field(None, ge=0, le=MAX_SECONDS)
     flow_state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
     run_count: int | None = Field(None, ge=1)
 
@@ -176,15 +176,15 @@ class FaultSpec(_Model):
     kind: str
     target: str | None = None
     when: Trigger
-    heal_after_seconds: float | None = Field(None, gt=0)
-    grace_seconds: float = Field(5, ge=0)  # terminate: SIGTERM, then this long, then SIGKILL
+    heal_after_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    grace_seconds: float = Field(5, ge=0, le=MAX_SECONDS)  # terminate: SIGTERM, then this long, then SIGKILL
     mem_limit: str | None = None  # oom: overrides config.job.mem_limit
     cpus: float | None = Field(None, ge=0.001, le=1024)  # cpu-starve: the CPUs' worth of time the target gets
     how: Literal["pause", "stop"] | None = None  # node-loss: a hung node (default) or a stopped one
     # API faults (the fault proxy): which requests, how many, and what they meet
     status: int | None = Field(None, ge=400, le=599)  # api-error: the answer, e.g. 500, 503, 429
-    retry_after: float | None = Field(None, ge=0)  # api-error: a Retry-After header
-    latency_seconds: float | None = Field(None, gt=0)  # api-latency: added before forwarding
+    retry_after: float | None = Field(None, ge=0, le=MAX_SECONDS)  # api-error: a Retry-After header
+    latency_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)  # api-latency: added before forwarding
     reset: Literal["before", "after"] | None = None  # api-reset: before the server sees it / after it acted
     fraction: float | None = Field(None, gt=0, le=1)  # the share of matching requests hit (default all)
     path: str | None = None  # a regex searched in 'METHOD /api/route', ids written {id}
@@ -202,6 +202,8 @@ class FaultSpec(_Model):
     @model_validator(mode="after")
     def _target_and_heal(self) -> "FaultSpec":
         targets, heals = FAULT_KINDS[self.kind]
+        if self.target is not None and not self.target.strip():
+            raise ValueError("@target: empty; name one, or leave it out for the kind's default")
         target = self.target or DEFAULT_TARGET.get(self.kind, "flow-run")
         if target not in targets:
             raise ValueError(f"@target: fault {self.kind!r} cannot target {target!r} (allowed: {', '.join(sorted(targets))})")
@@ -245,7 +247,7 @@ class FaultSpec(_Model):
         if self.path is not None:
             try:
                 re.compile(self.path)
-            except re.error as exc:
+            except (re.error, RecursionError, OverflowError) as exc:
                 raise ValueError(f"@path: not a regular expression: {exc}") from None
 
 
@@ -270,7 +272,7 @@ class Scenario(_Model):
     worker: Worker = Field(default_factory=Worker)
     # after the run is terminal and every fault healed, watch this long for a state that
     # overwrites the terminal one (flapping) before the scenario ends
-    quiet_seconds: float = Field(3, ge=0)
+    quiet_seconds: float = Field(3, ge=0, le=MAX_SECONDS)
     # quick: one of the rows that together try every fault kind on every backend in a few minutes
     # (run --tier quick); every row is in the full tier, the main job's and the nightly's
     tier: Literal[TIERS] = "full"  # type: ignore[valid-type]
@@ -283,6 +285,8 @@ class Scenario(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
+        if len(value) > ID_MAX:
+            raise ValueError(f"{len(value)} characters; an id has at most {ID_MAX}")
         if not ID_RE.match(value):
             raise ValueError("must be lowercase words joined by '-', e.g. kill-flow-process")
         return value
