@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.model.journal import JOURNAL_ENV, ROUND_ENV, default_path
+from harness.model.journal import JOURNAL_ENV, ROUND_ENV, default_path, unwritable
 from harness.paths import ROOT
 
 # Exit codes, the same for every command (and ``chaos-harness``, the same CLI):
@@ -42,6 +42,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.repeat > 1:
         return repeat(args, extra)
     journal = Path(args.journal or default_path()).resolve()
+    why = unwritable(journal)
+    if why:
+        print(f"error: --journal {journal}: cannot be written: {why}", file=sys.stderr)
+        return USAGE
     os.environ[JOURNAL_ENV] = str(journal)
     argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
             "--chaos-matrix", args.matrix,

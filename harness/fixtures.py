@@ -19,6 +19,9 @@ def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
     from harness.plugin import backend_options
 
     session = ChaosSession(backend_options(pytestconfig))
+    from harness.plugin import ABANDONED_KEY
+
+    pytestconfig.stash[ABANDONED_KEY] = session.abandoned
     try:
         yield session
     finally:

@@ -23,6 +23,7 @@ MATRIX_KEY = pytest.StashKey[list]()
 SHARD_KEY = pytest.StashKey["Shard | None"]()  # --chaos-shard, parsed
 PLAN_KEY = pytest.StashKey["Plan | None"]()  # this shard's part of the split, once the cases are collected
 ROUND_KEY = pytest.StashKey["dict[str, int] | None"]()  # this session's run --repeat round
+ABANDONED_KEY = pytest.StashKey[list]()  # what the session removed of an earlier, killed one
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -123,6 +124,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[MATRIX_KEY] = []
     if not hasattr(config, "workerinput"):  # xdist workers inherit the controller's choice
         path = config.getoption("--chaos-journal") or os.environ.get(JOURNAL_ENV) or journal_mod.default_path()
+        if config.stash[MATRIX_KEY] and (why := journal_mod.unwritable(path)):
+            raise pytest.UsageError(f"the journal {path} cannot be written: {why}")
         os.environ[JOURNAL_ENV] = str(Path(path).resolve())
 
 
@@ -234,6 +237,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    removed = config.stash.get(ABANDONED_KEY, [])
+    if removed:  # an earlier harness was killed before its cleanup: say what it had left running
+        terminalreporter.write_sep("-", "left by an earlier, killed harness session, and removed")
+        for item in removed:
+            terminalreporter.write_line(item)
     path = Path(os.environ.get(JOURNAL_ENV, ""))
     if not hasattr(config, "workerinput") and path.is_file():
         terminalreporter.write_sep("-", "chaos journal")

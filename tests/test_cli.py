@@ -184,3 +184,15 @@ def test_the_console_script_is_the_same_cli(repo_root):
     assert done.returncode == 0 and done.stdout.startswith("ok: "), done.stderr
     usage = subprocess.run([str(script), "validate"], cwd=repo_root, capture_output=True, text=True)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: chaos-harness validate")
+
+
+def test_an_unwritable_journal_is_one_usage_error_before_anything_runs(tmp_path, capsys):
+    from harness.cli import main
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["run", "--journal", str(blocked / "journal.jsonl")]) == 2  # its directory is a file
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be written: its directory cannot be made" in err
+    assert main(["run", "--journal", str(tmp_path)]) == 2
+    assert "it is a directory" in capsys.readouterr().err

@@ -23,6 +23,24 @@ def default_path() -> Path:
     return REPORTS_DIR / time.strftime("journal-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
 
 
+def unwritable(path: Path | str) -> str | None:
+    """Why a journal cannot be written at ``path`` (its directory cannot be made or written, or
+    the file is not writable), or None: checked before anything runs, so a finished case's line
+    has somewhere to go."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"its directory cannot be made ({exc.strerror or exc})"
+    if path.is_dir():
+        return "it is a directory"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"{path.parent} is not writable"
+    return None
+
+
 def repeat_round(value: str | None = None) -> dict[str, int] | None:
     """The round of ``run --repeat`` this session is, from ``CHAOS_REPEAT_ROUND`` ("k/N"), as
     ``{"index": k, "of": N}``; None outside a repeat.  A malformed value is a ValueError that says

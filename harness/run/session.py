@@ -9,8 +9,10 @@ behind when it was SIGKILLed: processes and temporary directories whose owner is
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import uuid
@@ -35,6 +37,31 @@ def prefect_version() -> str | None:
 
 def _sigterm(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+_interrupts = 0
+
+
+def _sigint(signum, frame):  # noqa: ARG001
+    """The first Ctrl-C stops the session cleanly (cases end, cleanup runs); a second one, while
+    that cleanup runs, ends the process at once, saying what was journaled and where, with no
+    traceback: what the session started is removed by the next session (``clean_abandoned``),
+    which says what it removed."""
+    global _interrupts
+    _interrupts += 1
+    if _interrupts == 1:
+        raise KeyboardInterrupt
+    from harness.model.journal import JOURNAL_ENV
+
+    journal = os.environ.get(JOURNAL_ENV)
+    try:
+        finished = Path(journal).read_text(errors="replace").count("\n") if journal else 0
+    except OSError:
+        finished = 0
+    where = f"{finished} finished case(s) in {journal}" if journal else "no journal"
+    os.write(2, (f"\ninterrupted again: stopping now, without waiting for cleanup; {where}; what this "
+                 "session started is removed by the next run, which says what it removed\n").encode())
+    os._exit(130)
 
 
 def clean_abandoned(tmp: Path | None = None) -> list[str]:
@@ -87,6 +114,11 @@ class ChaosSession:
         self._starting = threading.Lock()  # scheduler threads ask for systems at once
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _sigterm)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored
+                signal.signal(signal.SIGINT, _sigint)
+        if self.abandoned:  # the user is told what an earlier, killed harness left and what went
+            print(f"removed what an earlier harness session left behind: {', '.join(self.abandoned)}",
+                  file=sys.stderr)
         atexit.register(self.close)
 
     def _options(self, database: str | None) -> dict:

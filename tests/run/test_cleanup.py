@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -55,6 +56,13 @@ def _status(p: psutil.Process) -> str:
         return p.status()
     except psutil.Error:
         return "gone"
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def server_port(processes) -> int:
@@ -251,3 +259,46 @@ def test_a_session_closing_inside_another_leaves_the_outer_sessions_waits_runnin
         outer.close()
     assert procs.STOPPING.is_set()
     procs.STOPPING.clear()  # this process's later tests run without a session of their own
+
+
+def test_a_second_ctrl_c_ends_at_once_and_the_next_session_names_and_removes_what_was_left(tmp_path, repo_root,
+                                                                                        wait_until):
+    """The first Ctrl-C starts the clean stop; a second one, while it runs, ends the harness at
+    once with no traceback, saying what was journaled and where.  What it left running is removed
+    by the next session, which says what it removed."""
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
+    journal = tmp_path / "journal.jsonl"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--matrix", str(tmp_path / "m.yaml"), "--journal", str(journal),
+         "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=procs.default_signals)
+    try:
+        def frozen():
+            if harness.poll() is not None:
+                raise AssertionError(f"the harness exited ({harness.returncode}) before the second case froze")
+            found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
+            done = journal.read_text().count("\n") if journal.exists() else 0
+            return found if done == 1 and found and all(_status(p) == psutil.STATUS_STOPPED for p in found) else None
+
+        wait_until(frozen, 270, "the second case's frozen flow run")
+        left = session_processes(harness.pid)
+        harness.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        harness.send_signal(signal.SIGINT)
+        output, _ = harness.communicate(timeout=30)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+    assert harness.returncode == 130, output
+    assert "Traceback" not in output, output
+    assert f"interrupted again: stopping now, without waiting for cleanup; 1 finished case(s) in {journal}" in output
+    assert [json.loads(x)["scenario"] for x in journal.read_text().splitlines()] == ["quick-one"]
+    # half a second of cleanup cannot have stopped the server, the worker and the frozen run
+    alive = [p.pid for p in left if procs.alive(p.pid) and _status(p) != psutil.STATUS_ZOMBIE]
+    assert alive, "nothing was left running: the second Ctrl-C came after the cleanup"
+    # the next session removes what is left and names it
+    done = subprocess.run([sys.executable, "-c", "from harness.run.session import ChaosSession; s = ChaosSession(); s.close()"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "removed what an earlier harness session left behind: " in done.stderr, done.stderr
+    assert [pid for pid in alive if _running(pid)] == []
