@@ -247,6 +247,9 @@ def render(result: dict[str, Any]) -> str:
         startup = result.get("startup_seconds")
         target = "" if est["target_met"] is None else \
             f" (target: <= {MATRIX_TARGET:g}x: {met[est['target_met']]})"
+        if "shards_needed" in est:
+            target += (f"; {est['shards_needed']} shards would meet it" if est["shards_needed"] else
+                       "; no number of shards can: the longest case and a start-up already take longer")
         lines.append(f"as {est['shards']} shards: {est['wall']} s (the split's longest shard"
                      + (f" + {startup} s start-up" if startup else ", no start-up counted") +
                      f"; ideal {est['ideal']} s), {est['over_longest']}x the longest case{target}")

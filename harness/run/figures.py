@@ -166,6 +166,12 @@ def shard_estimates(cases: list[dict[str, Any]], startup: float, counts: tuple[i
         out.append({"shards": n, "wall": round(wall, 1), "over_longest": ratio,
                     "ideal": round(shard.ideal(seconds, n) + startup, 1),
                     "target_met": None if n != max(counts) else ratio is not None and ratio <= MATRIX_TARGET})
+    if out and out[-1]["target_met"] is False:
+        # the fewest shards that would meet it (None: none can, the longest case and a start-up
+        # already take longer), as the split would make them from these times
+        out[-1]["shards_needed"] = next(
+            (n for n in range(max(counts) + 1, len(seconds) + 1)
+             if max(shard.loads(shard.partition(seconds, n), seconds)) + startup <= MATRIX_TARGET * longest), None)
     return out
 
 

@@ -296,7 +296,12 @@ def test_what_the_matrix_would_take_as_shards():
     assert four["wall"] == 320.0 and four["over_longest"] == round(320 / 300, 2) and four["target_met"] is None
     assert eight["wall"] == 320.0 and eight["target_met"] is True  # the longest case and the start-up: 1.07x
     assert shard_estimates(cases[:1] + [{"case": "x@local", "wall": 1000.0}], 0.0)[-1]["target_met"] is True
-    assert shard_estimates([{"case": "a@local", "wall": 10.0}] * 1, 500.0)[-1]["target_met"] is False
+    lone = shard_estimates([{"case": "a@local", "wall": 10.0}] * 1, 500.0)[-1]
+    assert lone["target_met"] is False and lone["shards_needed"] is None  # the start-up alone is 50x
+    # 30 cases of 100 s and one of 120 s: within 1.5 x 120 = 180 s a shard holds one case, so 31
+    many = [{"case": f"m{i}@local", "wall": 100.0} for i in range(30)] + [{"case": "long@local", "wall": 120.0}]
+    est = shard_estimates(many, 0.0)[-1]
+    assert est["target_met"] is False and est["shards_needed"] == 31
 
 
 def test_the_benchmark_picks_the_least_concurrency_that_could_meet_the_floor_target():
