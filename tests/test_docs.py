@@ -69,3 +69,12 @@ def test_relative_links_resolve():
 
 def test_the_readme_is_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 150
+
+
+def test_the_readmes_counts_are_the_matrixs():
+    from harness.model.matrix import load_matrix
+    from harness.paths import SCENARIOS_DIR
+
+    rows, claims = map(int, re.search(r"(\d+) rows, (\d+) claims", (ROOT / "README.md").read_text()).groups())
+    matrix = load_matrix(SCENARIOS_DIR)
+    assert (rows, claims) == (len(matrix), sum(1 for s in matrix if s.claim is not None))
