@@ -60,6 +60,8 @@ def report(args: argparse.Namespace) -> int:
         from harness.model.journal import merge, stamped_path
 
         target = Path(args.journal_out)
+        if args.journal_out.endswith(("/", os.sep)) and not target.exists():  # a directory to make
+            target.mkdir(parents=True)
         if target.is_dir():  # named after the run's start, as a run's own journal is
             target = stamped_path(target, min(e.started_at for e in built.entries))
         print(f"journal: {target} ({merge(journals, target)} lines of {len(journals)} journal(s))")

@@ -224,3 +224,12 @@ def test_the_merge_takes_directories_and_keeps_the_logs_linked(tmp_path):
     lines = [json.loads(x) for x in merged.read_text().splitlines()]
     logs = next(x["logs"] for x in lines if x["scenario"] == "b")
     assert (reports / logs["dir"]).resolve() == (shards / "logs" / "journal-shard2" / "kill-b-123").resolve()
+
+
+def test_a_journal_out_ending_in_a_slash_is_a_directory_made_for_it(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    journal(shards / "journal-shard1.jsonl", sharded(entry(scenario="a"), 1, 1, "p", ["a@local"]))
+    out = tmp_path / "merged"
+    assert main(["report", str(shards), "-o", str(tmp_path / "r.html"), "--journal-out", f"{out}/"]) == 0
+    assert out.is_dir() and [p.name.startswith("journal-") for p in out.iterdir()] == [True]
