@@ -48,7 +48,16 @@ def report(args: argparse.Namespace) -> int:
     from harness.report import html as htmlreport
 
     journals = journals_in(args.journals)
-    out, built = htmlreport.write(journals, args.output, journals_in(args.previous or []))
+    mutants = None
+    if args.mutants:
+        from harness.report.mutants import read
+
+        try:
+            mutants = read(args.mutants)
+        except ValueError as exc:
+            print(f"error: --mutants: {exc}", file=sys.stderr)
+            return USAGE
+    out, built = htmlreport.write(journals, args.output, journals_in(args.previous or []), mutants)
     for problem in built.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if not built.entries:
@@ -266,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--journal-out", metavar="PATH",
                     help="also write this run's journals as one (a split run's shards, merged: one journal per "
                          "run for later trends and splits); a directory gets journal-<UTC time of the run>.jsonl")
+    rp.add_argument("--mutants", metavar="JSON", help="a mutate run's figures (reports/mutate-*.json): a section "
+                                                      "of seeded regressions, caught or not")
     rp.add_argument("--keep-journals", type=int, metavar="N",
                     help="with --journal-out: afterwards keep only the newest N journals beside it")
     i = command(sub, "image", 'the Prefect image of the docker backend',

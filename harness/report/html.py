@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from harness.report.data import Cell, Entry, Report, build
+from harness.report.mutants import section as mutants_section
 from harness.report.svg import STATE_COLOURS, _fmt, _seconds, anchor, e, sparkline, timeline_svg
 
 VERDICT_TEXT = {"pass": "pass", "fail": "FAIL", "unknown": "unknown", "mixed": "mixed"}
@@ -342,7 +343,8 @@ def legend() -> str:
             '</i>healed</span><span><i style="background:#6a3fb5"></i>detection latency</span></p>')
 
 
-def render(report: Report, title: str = "Prefect crash-chaos reliability report", out_dir: Path | None = None) -> str:
+def render(report: Report, title: str = "Prefect crash-chaos reliability report", out_dir: Path | None = None,
+           mutants: dict | None = None) -> str:
     """The report's page; ``out_dir`` is where it will be written (links to kept logs are relative to it)."""
     counts = report.counts()
     summary = "".join(f'<span class="v-{k}">{counts.get(k, 0)} {VERDICT_TEXT[k]}</span>'
@@ -382,6 +384,7 @@ def render(report: Report, title: str = "Prefect crash-chaos reliability report"
             f"<h2>Figures</h2>{sections['figures']}"
             f"<h2>Claims</h2>{sections['claims']}"
             f"<h2>Trend</h2>{sections['trend']}"
+            + (f"<h2>Seeded regressions</h2>{mutants_section(mutants)}" if mutants else "") +
             f"<h2>Scenarios</h2><p class='small muted noprint'>Failed and unknown scenarios are open; click any "
             f"other to see its timeline.</p>{legend()}{''.join(details)}</main>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -391,11 +394,12 @@ def render(report: Report, title: str = "Prefect crash-chaos reliability report"
             f"<title>{e(title)}</title><style>{CSS}</style></head><body>{body}<script>{SCRIPT}</script></body></html>")
 
 
-def write(current: list[Path | str], out: Path | str, previous: list[Path | str] = ()) -> tuple[Path, Report]:
+def write(current: list[Path | str], out: Path | str, previous: list[Path | str] = (),
+          mutants: dict | None = None) -> tuple[Path, Report]:
     report = build(current, previous)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(render(report, out_dir=out.resolve().parent), encoding="utf-8")
+    tmp.write_text(render(report, out_dir=out.resolve().parent, mutants=mutants), encoding="utf-8")
     tmp.replace(out)  # a reader never sees half a report
     return out, report

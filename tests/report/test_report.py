@@ -265,3 +265,22 @@ def test_the_detail_shows_the_path_and_who_reported_the_end(tmp_path):
     assert re.search(r"<tr><td>reported_by</td><td><code>runner</code></td><td class=bad><code>worker</code>", html)
     assert re.search(r"<tr><td>path</td><td><code>—</code></td><td><code>\[&quot;RUNNING/Running&quot;, "
                      r"&quot;CRASHED/Crashed&quot;\]</code>", html)
+
+
+def test_the_report_can_show_a_mutate_runs_table(tmp_path, capsys):
+    figures = {"prefect_version": "3.9.1", "results": [
+        {"mutant": "retry-after-crash", "what": "a retry after <Crashed>", "rows": ["kill-a"], "equivalent": False,
+         "status": "caught", "verdicts": {"kill-a@local": "fail"}, "reasons": {"kill-a@local": ["entered AwaitingRetry"]},
+         "seconds": 30.0, "note": ""},
+        {"mutant": "gone", "what": "x", "rows": ["kill-a"], "equivalent": False, "status": "does not apply",
+         "verdicts": {}, "reasons": {}, "seconds": 0.1, "note": "flow_engine.py: the text is found 0 times"}]}
+    (tmp_path / "m.json").write_text(json.dumps(figures))
+    j = journal(tmp_path / "j.jsonl", entry())
+    assert main(["report", str(j), "-o", str(tmp_path / "r.html"), "--mutants", str(tmp_path / "m.json")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "<h2>Seeded regressions</h2>" in html and "a retry after &lt;Crashed&gt;" in html
+    assert "<td class='t-pass'>caught</td>" in html and "the text is found 0 times" in html
+    (tmp_path / "bad.json").write_text("[]")
+    assert main(["report", str(j), "-o", str(tmp_path / "r2.html"), "--mutants", str(tmp_path / "bad.json")]) == 2
+    assert "not a mutate run's figures" in capsys.readouterr().err
+    assert "Seeded regressions" not in htmlreport.write([j], tmp_path / "r3.html")[0].read_text()
