@@ -28,6 +28,9 @@ EXIT_CODES = (f"exit codes: {OK} all held, {FAILED} a verdict failed, {USAGE} a 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
+    if extra[:1] == ["--"]:  # `run ... -- -x`: what follows goes to pytest as it is
+        extra = extra[1:]
+
     if args.repeat < 1:
         print(f"error: --repeat must be at least 1, got {args.repeat}", file=sys.stderr)
         return USAGE

@@ -196,3 +196,14 @@ def test_an_unwritable_journal_is_one_usage_error_before_anything_runs(tmp_path,
     assert err.count("\n") == 1 and "cannot be written: its directory cannot be made" in err
     assert main(["run", "--journal", str(tmp_path)]) == 2
     assert "it is a directory" in capsys.readouterr().err
+
+
+def test_what_follows_a_double_dash_goes_to_pytest_as_it_is(tmp_path, capsys):
+    """`run --scenario X -- -x` as the README says: -x reaches pytest as an option, not a path."""
+    from harness.cli import main
+
+    code = main(["run", "--scenario", "no-such-row", "--journal", str(tmp_path / "j.jsonl"), "--", "-x",
+                 "-p", "no:cacheprovider"])
+    out = capsys.readouterr()
+    assert code == 2 and "file or directory not found" not in out.out + out.err
+    assert "'no-such-row' matches no scenario" in out.err

@@ -164,6 +164,8 @@ def run_rows(python: Path, rows: list[str], workdir: Path, matrix: Path) -> tupl
 
 
 def judge(mutant: Mutant, verdicts: dict[str, str]) -> str:
+    if not verdicts:  # no row finished: nothing was judged
+        return "not judged"
     noticed = any(v == "fail" for v in verdicts.values())
     if mutant.equivalent:
         return "false alarm" if noticed else "quiet"
