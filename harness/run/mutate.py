@@ -67,7 +67,10 @@ CATALOGUE: tuple[Mutant, ...] = (
     Mutant("no-heartbeats", "a flow run sends no heartbeats, whatever its heartbeat setting", "flow_engine.py",
            "    heartbeat_seconds = engine.heartbeat_seconds\n    if heartbeat_seconds is None:",
            "    heartbeat_seconds = None\n    if heartbeat_seconds is None:",
-           ("cpu-starve-flow-run-zombie-automation",)),
+           # the zombie automation arms on a heartbeat: a run that never sent one is never marked
+           # Crashed, so a healthy row cannot tell (cpu-starve-flow-run-zombie-automation survived
+           # it); the frozen run, which the automation should crash, stays Running
+           ("freeze-zombie-automation",)),
     Mutant("cache-always-misses", "the inputs cache policy computes a new key every time: nothing is reused",
            "cache_policies.py",
            "return hash_objects(hashed_inputs, raise_on_failure=True)",
