@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from harness.backends import Deployed
 from harness.ledger import LEDGER_ENV
+from harness.model.faults import CancelRun
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
 from harness.sut import caselogs, procs
 from harness.sut.api import APIError, PrefectAPI
@@ -101,6 +102,37 @@ def api_fault(spec: FaultSpec, deployed: Deployed) -> ApiFault:
     if proxy is None:
         raise LookupError("this scenario has no fault proxy (its backend cannot route its clients through one)")
     return ApiFault(proxy, spec)
+
+
+def shared_fault(spec: FaultSpec, deployed: Deployed, flow_run_id: str, api: PrefectAPI, database: Any):
+    """The faults every backend injects the same way, or None: a restart of the server's database,
+    an API fault on the scenario's proxy, and a user's cancellation through the API."""
+    if spec.target == "database":
+        return RestartDatabase(database)
+    if spec.target == "api":
+        return api_fault(spec, deployed)
+    if spec.kind == "cancel":
+        return CancelRun(api, flow_run_id)
+    return None
+
+
+class SharedFaults:
+    """``System.fault`` for a backend whose server and database the harness runs itself (local,
+    docker): the faults every such backend injects alike (``shared_fault``), else its own
+    ``_own_fault``; each kept on the case's deployment, closed with it."""
+
+    api: PrefectAPI
+    database: Any
+
+    def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
+        made = shared_fault(spec, deployed, flow_run_id, self.api, self.database)
+        if made is None:
+            made = self._own_fault(spec, deployed, flow_run_id)
+        deployed.extra["faults"].append(made)
+        return made
+
+    def _own_fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str) -> Any:
+        raise NotImplementedError
 
 
 def zombie_automation(name: str, deployment_id: str, within: int) -> dict[str, Any]:

@@ -29,9 +29,8 @@ from harness.backends.docker.objects import (FLOW_RUN_LABEL, INSTANCE_LABEL, SES
 from harness.backends.docker.server import RestartServerContainer, ServerContainer
 from harness.backends.local.signals import Grace
 from harness.backends.local.system import worker_fault
-from harness.backends.shared import (WORKER_GRACE, RestartDatabase, SharedWorker, api_fault, clean_env, flow_env,
-                                     scenario_deployment, server_env, shared_database_logs, shared_worker_logs)
-from harness.model.faults import CancelRun
+from harness.backends.shared import (WORKER_GRACE, SharedFaults, SharedWorker, clean_env, flow_env, scenario_deployment,
+                                     server_env, shared_database_logs, shared_worker_logs)
 from harness.model.fields import parse_bytes
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
 from harness.paths import PACKAGE
@@ -207,7 +206,7 @@ class ContainerCpuStarve:
         return self._lift()  # a server must not stay starved past its case
 
 
-class DockerSystem:
+class DockerSystem(SharedFaults):
     name = "docker"
 
     def __init__(self, workdir: Path, session: str, options: dict[str, Any] | None = None):
@@ -292,27 +291,20 @@ class DockerSystem:
                              f"{FLOW_RUN_LABEL}={flow_run_id}"], "status": "running"}
         return lambda: self.client.containers.list(filters=filters)
 
-    def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
+    def _own_fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str) -> Any:
+        """This backend's mechanism for a fault ``shared_fault`` leaves to it."""
         if spec.kind == "cpu-starve" and spec.target != "worker":
             resolve = ((lambda: [self.server.container.get_wrapped_container()]) if spec.target == "server"
                        else self._flow_run_containers(deployed, flow_run_id))
-            made: Any = ContainerCpuStarve(resolve, spec.cpus)
-        elif spec.target == "server":
-            made = RestartServerContainer(self.server)
-        elif spec.target == "database":
-            made = RestartDatabase(self.database)
-        elif spec.target == "api":
-            made = api_fault(spec, deployed)
-        elif spec.kind == "cancel":
-            made = CancelRun(self.api, flow_run_id)
-        elif spec.target == "worker":
-            made = worker_fault(spec, deployed, self.session)
-        else:
-            limit = parse_bytes(spec.mem_limit) if spec.kind == "oom" and spec.mem_limit else None
-            made = ContainerFault(spec.kind, self._flow_run_containers(deployed, flow_run_id),
-                                  spec.grace_seconds, limit)
-        deployed.extra["faults"].append(made)
-        return made
+            return ContainerCpuStarve(resolve, spec.cpus)
+        if spec.target == "server":
+            return RestartServerContainer(self.server)
+        if spec.target == "worker":
+            return worker_fault(spec, deployed, self.session)
+        # otherwise: the flow run itself
+        limit = parse_bytes(spec.mem_limit) if spec.kind == "oom" and spec.mem_limit else None
+        return ContainerFault(spec.kind, self._flow_run_containers(deployed, flow_run_id),
+                              spec.grace_seconds, limit)
 
     def close(self) -> None:
         for worker in list(self.workers.values()):

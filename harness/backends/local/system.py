@@ -22,9 +22,8 @@ from harness.backends import Deployed
 from harness.backends.local import cgroups
 from harness.backends.local.signals import SignalFault
 from harness.backends.local.taskworkers import TaskWorkerFault, TaskWorkers
-from harness.backends.shared import (WORKER_GRACE, RestartDatabase, SharedWorker, api_fault, clean_env, flow_env,
-                                     scenario_deployment, server_env, shared_database_logs, shared_worker_logs)
-from harness.model.faults import CancelRun
+from harness.backends.shared import (WORKER_GRACE, SharedFaults, SharedWorker, clean_env, flow_env, scenario_deployment,
+                                     server_env, shared_database_logs, shared_worker_logs)
 from harness.model.fields import parse_bytes
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
 from harness.sut import caselogs, procs
@@ -194,7 +193,7 @@ def starve_name(session: str, deployed: Deployed, spec: FaultSpec) -> str:
     return f"{session}-{deployed.instance}-cpu-{spec.target}"
 
 
-class LocalSystem:
+class LocalSystem(SharedFaults):
     name = "local"
 
     def __init__(self, workdir: Path, session: str, options: dict[str, Any] | None = None):
@@ -275,31 +274,24 @@ class LocalSystem:
     def _flow_run_processes(self, flow_run_id: str) -> Callable[[], list[psutil.Process]]:
         return lambda: procs.find(self.session, PREFECT__FLOW_RUN_ID=flow_run_id)
 
-    def fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str):
+    def _own_fault(self, spec: FaultSpec, deployed: Deployed, flow_run_id: str) -> Any:
+        """This backend's mechanism for a fault ``shared_fault`` leaves to it."""
         if spec.kind == "cpu-starve" and spec.target != "worker":
             resolve = ((lambda: process_tree(self.server.proc.pid) if self.server.proc else [])
                        if spec.target == "server" else self._flow_run_processes(flow_run_id))
-            made: Any = CpuStarve(resolve, spec.cpus, starve_name(self.session, deployed, spec), spec.target)
-        elif spec.target == "server":
-            made = RestartServer(self.server)
-        elif spec.target == "database":
-            made = RestartDatabase(self.database)
-        elif spec.target == "api":
-            made = api_fault(spec, deployed)
-        elif spec.kind == "cancel":
-            made = CancelRun(self.api, flow_run_id)
-        elif spec.kind == "oom":
+            return CpuStarve(resolve, spec.cpus, starve_name(self.session, deployed, spec), spec.target)
+        if spec.target == "server":
+            return RestartServer(self.server)
+        if spec.kind == "oom":
             limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
-            made = OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
-        elif spec.target == "worker":
-            made = worker_fault(spec, deployed, self.session)
-        elif spec.target == "task-worker":
-            made = TaskWorkerFault(spec.kind, deployed.extra["task_workers"], spec.replicas, spec.when.task,
+            return OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
+        if spec.target == "worker":
+            return worker_fault(spec, deployed, self.session)
+        if spec.target == "task-worker":
+            return TaskWorkerFault(spec.kind, deployed.extra["task_workers"], spec.replicas, spec.when.task,
                                    deployed.ledger, spec.grace_seconds)
-        else:
-            made = SignalFault(spec.kind, self._flow_run_processes(flow_run_id), spec.grace_seconds, "flow-run")
-        deployed.extra["faults"].append(made)
-        return made
+        # otherwise: the flow run itself
+        return SignalFault(spec.kind, self._flow_run_processes(flow_run_id), spec.grace_seconds, "flow-run")
 
     def close(self) -> None:
         for worker in list(self.workers.values()):
