@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from harness.command_run import EXIT_CODES, FAILED, OK, UNAVAILABLE, USAGE, journals_in, prune_journals, run
+from harness.model.fields import BACKENDS
 from harness.model.matrix import MatrixError, load_matrix
 from harness.paths import ROOT
 
@@ -208,6 +209,36 @@ def findings(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_scenarios(args: argparse.Namespace) -> int:
+    """The cases a run with the same selection would run: id, backend, fault kinds, the claim and
+    its verdict in the matrix, the time it took in the newest journal that ran it."""
+    from harness.command_run import unmatched
+    from harness.model.matrix import select
+    from harness.run.shard import journal_files, measured
+    from harness.run.session import prefect_version
+
+    try:
+        scenarios = load_matrix(args.matrix)
+    except MatrixError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return USAGE
+    mistyped = unmatched(args)
+    if mistyped:
+        print(mistyped, file=sys.stderr)
+        return USAGE
+    cases = select(scenarios, args.scenario, args.backend or ["local"], args.tier or "full")
+    took = measured(journal_files([ROOT / "reports"]), prefect_version())
+    print(f"{'case':52} {'faults':24} {'last':>7}  claim")
+    for s, backend in cases:
+        kinds = ",".join(dict.fromkeys(f.kind for f in s.faults)) or "-"
+        last = took.get((s.id, backend))
+        claim = f'"{s.claim.text[:70]}"' if s.claim else ""
+        print(f"{s.id + '@' + backend:52} {kinds:24} {f'{last.seconds:.0f} s' if last else '-':>7}  {claim}")
+    print(f"{len(cases)} case(s); 'last': the time each took in the newest journal of reports/ that ran it")
+    return OK
+
+
 def mutate(args: argparse.Namespace) -> int:
     from harness.run import mutate as mutants
 
@@ -249,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("paths", nargs="+")
     r = command(sub, "run", 'run the chaos matrix (extra arguments go to pytest)',
                   'reports/journal-<UTC time>.jsonl (one line per finished case) and reports/report-<UTC time>.html; prints both paths')
-    r.add_argument("--backend", action="append", help="local (default), docker, kind")
+    r.add_argument("--backend", action="append", choices=BACKENDS, help="local (default), docker, kind")
     r.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
     r.add_argument("--matrix", default=str(ROOT / "scenarios"))
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
@@ -317,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--matrix", default=str(ROOT / "scenarios"), help="matrix file or directory (default: scenarios/)")
     f.add_argument("-o", "--output", default=str(ROOT / "docs" / "findings.md"), help="the page to write")
     f.add_argument("--check", action="store_true", help="write nothing; exit 1 when the page is not what it would write")
+    ls = command(sub, "list", "list the scenarios a run with the same selection would run",
+                 "nothing; prints each case (scenario@backend), its fault kinds, its last measured time and its claim")
+    ls.add_argument("--backend", action="append", choices=BACKENDS, help="local (default), docker, kind")
+    ls.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
+    ls.add_argument("--tier", choices=["quick", "full"], help="quick: the quick tier's rows; full (default): all")
+    ls.add_argument("--matrix", default=str(ROOT / "scenarios"))
     m = command(sub, "mutate", "run seeded regressions of the installed Prefect against the rows meant to catch them "
                                "(each in a throwaway environment of its own, local backend)",
                 "reports/mutate-<UTC time>.json; prints the table: mutant, rows, verdicts, caught or survived")
@@ -337,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"report": report, "image": image, "kind": kind_config, "validate": lambda a: validate(a.paths),
-                "bench": bench, "explore": explore, "export-ctk": export_ctk, "findings": findings, "mutate": mutate}
+                "bench": bench, "explore": explore, "export-ctk": export_ctk, "findings": findings, "mutate": mutate, "list": list_scenarios}
     return handlers[args.command](args)
 
 

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         except ValueError as exc:
             print(f"error: --shard: {exc}", file=sys.stderr)
             return USAGE
+    mistyped = unmatched(args)
+    if mistyped:
+        print(mistyped, file=sys.stderr)
+        return USAGE
     if args.repeat > 1:
         return repeat(args, extra)
     journal = Path(args.journal or default_path()).resolve()
@@ -76,6 +80,36 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         for old in prune_journals(journal.parent, args.keep_journals):
             print(f"pruned: {old}")
     return exit_code(int(code), skipped.backends)
+
+
+def unmatched(args: argparse.Namespace) -> str | None:
+    """A --scenario that selects nothing, in the words the user typed, with the nearest ids; None
+    when every one selects something (or the matrix has errors: pytest's session names them all)."""
+    import difflib
+
+    from harness.model.fields import BACKENDS
+    from harness.model.matrix import MatrixError, load_matrix, select
+
+    try:
+        scenarios = load_matrix(args.matrix)
+    except MatrixError:
+        return None
+    backends, tier = args.backend or ["local"], args.tier or "full"
+    for pattern in args.scenario or []:
+        if select(scenarios, [pattern], backends, tier):
+            continue
+        elsewhere = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS), tier)})
+        near = difflib.get_close_matches(pattern, [s.id for s in scenarios], n=3, cutoff=0.6)
+        if elsewhere:
+            hint = f"it does on {', '.join(elsewhere)}: add --backend {elsewhere[0]}"
+        elif tier == "quick" and select(scenarios, [pattern], backends, "full"):
+            hint = "it is not in the quick tier"
+        elif near:
+            hint = f"did you mean {' or '.join(near)}?"
+        else:
+            hint = "python -m harness validate lists the matrix's errors; scenarios/ its rows"
+        return f"error: --scenario {pattern!r} matches no scenario of {args.matrix} on {', '.join(backends)} ({hint})"
+    return None
 
 
 class UnavailableSkips:

@@ -126,17 +126,24 @@ def test_repeat_must_be_at_least_one(capsys):
 
 
 def test_repeat_stops_at_a_round_with_a_usage_error(tmp_path, repo_root):
-    """Exit 2 (a usage error, here a scenario that does not exist) ends the repeats at once,
-    with that status: it does not get better by asking again."""
-    done = subprocess.run([sys.executable, "-m", "harness", "run", "--repeat", "3", "--scenario", "no-such-row",
-                           "--journal", str(tmp_path / "j.jsonl"), "-p", "no:cacheprovider"],
+    """Exit 2 (a usage error pytest finds in the round, here --chaos-concurrency 0) ends the
+    repeats at once, with that status: it does not get better by asking again.  A scenario that
+    does not exist is refused before any round starts."""
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--repeat", "3", "--scenario", "kill-flow-process",
+                           "--journal", str(tmp_path / "j.jsonl"), "-p", "no:cacheprovider", "--chaos-concurrency", "0"],
                           cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "round 1 of 3" in done.stdout and "round 2 of 3" not in done.stdout
-    assert "--chaos-scenario 'no-such-row' matches no scenario" in done.stderr
+    assert "--chaos-concurrency must be at least 1, got 0" in done.stderr
+    early = subprocess.run([sys.executable, "-m", "harness", "run", "--repeat", "3", "--scenario", "no-such-row",
+                            "--journal", str(tmp_path / "j.jsonl")], cwd=repo_root, capture_output=True, text=True,
+                           timeout=120)
+    assert early.returncode == 2 and "round 1" not in early.stdout
+    assert "--scenario 'no-such-row' matches no scenario" in early.stderr
 
 
-SUBCOMMANDS = ["validate", "run", "report", "image", "bench", "explore", "kind", "findings", "mutate", "export-ctk"]
+SUBCOMMANDS = ["validate", "run", "list", "report", "image", "bench", "explore", "kind", "findings", "mutate",
+               "export-ctk"]
 
 
 def test_every_subcommand_says_what_it_does_what_it_writes_and_its_exit_codes(capsys):
@@ -207,3 +214,35 @@ def test_what_follows_a_double_dash_goes_to_pytest_as_it_is(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 2 and "file or directory not found" not in out.out + out.err
     assert "'no-such-row' matches no scenario" in out.err
+
+
+def test_a_mistyped_selection_is_named_in_the_users_words(capsys):
+    from harness.cli import main
+
+    assert main(["run", "--scenario", "kill-flow-proces"]) == 2
+    err = capsys.readouterr().err
+    assert "--scenario 'kill-flow-proces' matches no scenario" in err and "did you mean kill-flow-process" in err
+    assert "--chaos-scenario" not in err
+    assert main(["list", "--scenario", "evict-flow-pod"]) == 2
+    assert "it does on kind: add --backend kind" in capsys.readouterr().err
+    assert main(["run", "--tier", "quick", "--scenario", "kill-flow-process"]) == 2
+    assert "it is not in the quick tier" in capsys.readouterr().err
+    import pytest
+
+    with pytest.raises(SystemExit) as bad:
+        main(["run", "--backend", "bogus"])
+    assert bad.value.code == 2 and "argument --backend: invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_list_prints_the_cases_a_run_would_run(capsys):
+    from harness.cli import main
+    from harness.model.matrix import load_matrix, select
+    from harness.paths import SCENARIOS_DIR
+
+    assert main(["list", "--tier", "quick", "--backend", "local", "--backend", "docker"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cases = select(load_matrix(SCENARIOS_DIR), None, ["local", "docker"], "quick")
+    assert [line.split()[0] for line in lines[1:-1]] == [f"{s.id}@{b}" for s, b in cases]
+    assert lines[-1].startswith(f"{len(cases)} case(s)")
+    row = next(line for line in lines if line.startswith("oom-container@docker"))
+    assert " oom " in f" {row.split()[1]} " and '"Prefect reports an out-of-memory kill as such"' in row
