@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from harness.model.faults import CancelRun
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
 from harness.sut import caselogs, procs
 from harness.sut.api import APIError, PrefectAPI
-from harness.sut.proxy import ApiFault, FaultProxy
+from harness.sut.proxy import ApiFault, FaultProxy, Rule
 
 WORKER_GRACE = 5.0  # SIGTERM, then this long, then SIGKILL: an idle worker may ignore SIGTERM
 
@@ -82,6 +83,99 @@ class RestartDatabase:
             self.heal()
             return {"restarted_at_close": True}
         return {}
+
+
+class ServerRestart:
+    """``restart-server``: stop the system's server, start it again on the same database.
+
+    Behind the case's fault proxy (local, docker) the clients meet exactly ``heal_after`` seconds of
+    refused connections, whatever the server's start takes: the proxy stops listening (and drops
+    what was open) when the server stops, and listens again at the heal; the server is started in
+    the background ahead of it, by twice its last start's time (and 5 s), so it answers by then
+    unless the machine is slower than that.  Without it the outage would be ``heal_after`` plus
+    the start, and the start grows with the machine's load (12 s alone, 58 s under three cases at
+    once), so a row about the client's retry budget would change its verdict with the load.
+    Without a proxy (kind: its pods cannot reach one on loopback) the server starts at the heal,
+    and the outage is ``heal_after`` plus its start."""
+
+    def __init__(self, server: Any, start: Callable[[], None], proxy: FaultProxy | None, heal_after: float | None,
+                 after_restart: Callable[[], None] = lambda: None):
+        self.server, self.start, self.proxy, self.after_restart = server, start, proxy, after_restart
+        self.heal_after = heal_after or 0.0
+        self.rule = Rule("down")
+        self.down = False
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._times: dict[str, float] = {}
+
+    def lead(self) -> float:
+        """How long before the heal the server is started again (at most ``heal_after``)."""
+        last = getattr(self.server, "start_seconds", None)
+        return self.heal_after if last is None else min(self.heal_after, 2 * last + 5)
+
+    def inject(self) -> dict[str, Any]:
+        detail: dict[str, Any] = {"port": self.server.port}
+        self._times["stopped"] = time.monotonic()
+        if self.proxy is not None:
+            self.proxy.add(self.rule)
+            detail["proxy_port"] = self.proxy.port
+        self.down = True
+        self.server.stop()
+        if self.proxy is not None:
+            delay = max(0.0, self.heal_after - self.lead())
+            self._thread = threading.Thread(target=self._restart, args=(delay,), daemon=True,
+                                            name="chaos-server-restart")
+            self._thread.start()
+            detail["restart_after_seconds"] = round(delay, 1)
+        return detail
+
+    def _restart(self, delay: float) -> None:
+        self._cancel.wait(delay)
+        self._times["starting"] = time.monotonic()
+        try:
+            self.start()
+        except BaseException as exc:  # raised again by heal or close, in the case's thread
+            self._error = exc
+        self._times["answering"] = time.monotonic()
+
+    def _started(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+        else:
+            self._times["starting"] = time.monotonic()
+            self.start()
+            self._times["answering"] = time.monotonic()
+
+    def heal(self) -> dict[str, Any]:
+        self._started()
+        self.after_restart()
+        if self.proxy is not None:
+            self.proxy.remove(self.rule)
+        self.down = False
+        t = self._times
+        now = time.monotonic()
+        return {"restarted": True, "server_down_seconds": round(t["answering"] - t["stopped"], 1),
+                "start_seconds": round(t["answering"] - t["starting"], 1),
+                "clients_refused_seconds": round(now - t["stopped"], 1)}
+
+    def close(self) -> dict[str, Any]:
+        if not self.down:
+            return {}
+        self._cancel.set()  # never leave the session without its server
+        try:
+            self._started()
+        except Exception:
+            self.start()  # the background start failed: one more, in the open
+        self.after_restart()
+        if self.proxy is not None:
+            self.proxy.remove(self.rule)
+        self.down = False
+        return {"restarted_at_close": True}
 
 
 def shared_database_logs(database: Any) -> dict[str, caselogs.Source]:
@@ -271,7 +365,8 @@ def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool
 @contextmanager
 def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_type: str,
                         job_variables: Callable[[Path, Path], dict[str, Any]], remove_leftovers: Callable[[], None],
-                        worker: Callable[[Path, str], Any] | None = None, **extra: Any) -> Iterator[Deployed]:
+                        worker: Callable[[Path, str], Any] | None = None, restart_behind_proxy: bool = True,
+                        **extra: Any) -> Iterator[Deployed]:
     """One scenario's worker, deployment and automation, and their certain removal, on any backend.
 
     ``system`` has ``api``, ``server.api_url``, ``env``, ``workdir`` and ``workers``, and
@@ -279,12 +374,15 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
     ``job_variables(home, ledger)`` gives the backend's job variables; ``remove_leftovers`` ends what
     the stopped worker left behind (orphaned processes, exited containers).  ``worker(home, pool)``
     starts a worker that is not a host process (anything with ``stop(grace=)``).  A case whose row
-    needs no worker of its own (``Scenario.own_worker``) gets a queue in the shared worker's pool."""
+    needs no worker of its own (``Scenario.own_worker``) gets a queue in the shared worker's pool.
+    Its clients talk through a fault proxy if it has an API fault, or (``restart_behind_proxy``)
+    restarts the server (``ServerRestart``)."""
     home = system.workdir / instance
     home.mkdir(parents=True)
     pool, queue = f"chaos-{instance}", None
     api_url, proxy = system.server.api_url, None
-    if scenario.api_faults:  # the worker, and the flow runs it starts, talk through the proxy
+    if scenario.api_faults or (restart_behind_proxy and scenario.restarts_server):
+        # the worker, and the flow runs it starts, talk through the proxy
         proxy = FaultProxy(urlsplit(api_url).port, seed=zlib.crc32(scenario.id.encode())).start()
         api_url = proxy.api_url
     shared = getattr(system, "shared_worker", None)

@@ -282,6 +282,12 @@ class Scenario(_Model):
         """Whether this scenario's clients must talk to the server through a fault proxy."""
         return any(f.kind in API_FAULTS for f in self.faults)
 
+    @property
+    def restarts_server(self) -> bool:
+        """Whether a fault of this scenario restarts the server (its clients meet the outage
+        through a fault proxy where the backend has one: ``backends.shared.ServerRestart``)."""
+        return any(f.kind == "restart-server" for f in self.faults)
+
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:

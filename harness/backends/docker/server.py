@@ -3,7 +3,7 @@ and the restart-server fault against it."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import time
 
 from harness.backends.docker.objects import session_labels
 from harness.sut import caselogs, procs
@@ -50,6 +50,7 @@ class ServerContainer:
             self.container.with_kwargs(network=network, labels=labels)
         self.api = PrefectAPI(self.api_url)
         self.running = False
+        self.start_seconds: float | None = None  # how long its last start took to answer
 
     @property
     def internal_address(self) -> str:
@@ -63,6 +64,7 @@ class ServerContainer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def _wait_healthy(self, timeout: float) -> None:
+        began = time.monotonic()
         wrapped = self.container.get_wrapped_container()
 
         def up() -> bool:
@@ -74,6 +76,7 @@ class ServerContainer:
         procs.wait_for(up, timeout, 0.25, f"the Prefect server container on {self.api_url}/health",
                        f"its log:\n{self.logs()}")
         self.running = True
+        self.start_seconds = time.monotonic() - began
 
     def log_sources(self) -> dict[str, caselogs.Source]:
         """Its log, as harness.sut.caselogs keeps it (like a database's ``log_sources``)."""
@@ -103,24 +106,3 @@ class ServerContainer:
             self.container.stop(force=True, delete_volume=True)
         except Exception:
             pass
-
-
-class RestartServerContainer:
-    def __init__(self, server: ServerContainer, after_restart: Callable[[], None] = lambda: None):
-        self.server, self.after_restart = server, after_restart
-
-    def inject(self) -> dict[str, Any]:
-        self.server.stop()
-        return {"container": self.server.container.get_wrapped_container().name, "port": self.server.port}
-
-    def heal(self) -> dict[str, Any]:
-        self.server.restart()
-        self.after_restart()
-        return {"restarted": True}
-
-    def close(self) -> dict[str, Any]:
-        if not self.server.running:
-            self.server.restart()
-            self.after_restart()
-            return {"restarted_at_close": True}
-        return {}

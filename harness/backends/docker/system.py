@@ -26,11 +26,11 @@ from harness.backends import Deployed
 from harness.backends.docker import engine
 from harness.backends.docker.objects import (FLOW_RUN_LABEL, INSTANCE_LABEL, SESSION_LABEL, remove_backend_objects,
                                              remove_labelled, session_labels)
-from harness.backends.docker.server import RestartServerContainer, ServerContainer
+from harness.backends.docker.server import ServerContainer
 from harness.backends.local.signals import Grace
 from harness.backends.local.system import worker_fault
-from harness.backends.shared import (WORKER_GRACE, SharedFaults, SharedWorker, clean_env, flow_env, scenario_deployment,
-                                     server_env, shared_database_logs, shared_worker_logs)
+from harness.backends.shared import (WORKER_GRACE, ServerRestart, SharedFaults, SharedWorker, clean_env, flow_env,
+                                     scenario_deployment, server_env, shared_database_logs, shared_worker_logs)
 from harness.model.fields import parse_bytes
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
 from harness.paths import PACKAGE
@@ -298,7 +298,7 @@ class DockerSystem(SharedFaults):
                        else self._flow_run_containers(deployed, flow_run_id))
             return ContainerCpuStarve(resolve, spec.cpus)
         if spec.target == "server":
-            return RestartServerContainer(self.server)
+            return ServerRestart(self.server, self.server.restart, deployed.extra.get("proxy"), spec.heal_after_seconds)
         if spec.target == "worker":
             return worker_fault(spec, deployed, self.session)
         # otherwise: the flow run itself

@@ -23,11 +23,11 @@ from typing import Any
 from harness.backends import Deployed
 from harness.backends.docker import engine
 from harness.backends.docker.objects import remove_backend_objects
-from harness.backends.docker.server import RestartServerContainer, ServerContainer
+from harness.backends.docker.server import ServerContainer
 from harness.backends.docker.system import HARNESS_PKG, ContainerCpuStarve
 from harness.backends.kind import kube, manifests
 from harness.backends.kind.cluster import KIND_NETWORK, KindCluster, Mount, owned
-from harness.backends.shared import clean_env, flow_env, scenario_deployment
+from harness.backends.shared import ServerRestart, clean_env, flow_env, scenario_deployment
 from harness.model.faults import CancelRun
 from harness.model.fields import parse_bytes
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
@@ -248,7 +248,7 @@ class KindSystem:
         return scenario_deployment(
             self, scenario, instance, "kubernetes",
             lambda home, ledger: self._job_variables(scenario, instance, home, ledger), remove_jobs,
-            worker=start_worker, mem_limit=mem_limit)
+            worker=start_worker, restart_behind_proxy=False, mem_limit=mem_limit)
 
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
         """The server container's log; with ``deployed``, its case's worker pod's and flow-run
@@ -299,7 +299,7 @@ class KindSystem:
             made = kube.ContainerCpuStarve(self.cluster, self.docker, resolve,
                                            "worker" if spec.target == "worker" else manifests.CONTAINER, spec.cpus)
         elif spec.target == "server":
-            made = RestartServerContainer(self.server, self._publish_server)
+            made = ServerRestart(self.server, self.server.restart, None, spec.heal_after_seconds, self._publish_server)
         elif spec.kind == "cancel":
             made = CancelRun(self.api, flow_run_id)
         elif spec.kind in ("kill", "kill-worker", "terminate", "evict"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,8 +23,8 @@ from harness.backends import Deployed
 from harness.backends.local import cgroups
 from harness.backends.local.signals import SignalFault
 from harness.backends.local.taskworkers import TaskWorkerFault, TaskWorkers
-from harness.backends.shared import (WORKER_GRACE, SharedFaults, SharedWorker, clean_env, flow_env, scenario_deployment,
-                                     server_env, shared_database_logs, shared_worker_logs)
+from harness.backends.shared import (WORKER_GRACE, ServerRestart, SharedFaults, SharedWorker, clean_env, flow_env,
+                                     scenario_deployment, server_env, shared_database_logs, shared_worker_logs)
 from harness.model.fields import parse_bytes
 from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
 from harness.sut import caselogs, procs
@@ -46,12 +47,14 @@ class PrefectServer:
         }
         self.proc: procs.Spawned | None = None
         self.api = PrefectAPI(self.api_url)
+        self.start_seconds: float | None = None  # how long its last start took to answer
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self, timeout: float = 120) -> None:
+        began = time.monotonic()
         argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                 "--port", str(self.port)]
         self.proc = procs.Spawned(argv, self.env, self.home / "server.log")
@@ -63,6 +66,7 @@ class PrefectServer:
 
         procs.wait_for(up, timeout, 0.25, f"the Prefect server on {self.api_url}/health",
                        f"see {self.proc.log}:\n{self.proc.tail()}")
+        self.start_seconds = time.monotonic() - began
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -155,25 +159,6 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return [top, *top.children(recursive=True)]
     except psutil.Error:
         return []
-
-
-class RestartServer:
-    def __init__(self, server: PrefectServer):
-        self.server = server
-
-    def inject(self) -> dict[str, Any]:
-        self.server.stop()
-        return {"port": self.server.port}
-
-    def heal(self) -> dict[str, Any]:
-        self.server.start()
-        return {"restarted": True}
-
-    def close(self) -> dict[str, Any]:
-        if self.server.proc is None:  # never leave the session without its server
-            self.server.start()
-            return {"restarted_at_close": True}
-        return {}
 
 
 def worker_fault(spec: FaultSpec, deployed: Deployed, session: str) -> SignalFault | CpuStarve:
@@ -281,7 +266,7 @@ class LocalSystem(SharedFaults):
                        if spec.target == "server" else self._flow_run_processes(flow_run_id))
             return CpuStarve(resolve, spec.cpus, starve_name(self.session, deployed, spec), spec.target)
         if spec.target == "server":
-            return RestartServer(self.server)
+            return ServerRestart(self.server, self.server.start, deployed.extra.get("proxy"), spec.heal_after_seconds)
         if spec.kind == "oom":
             limit = parse_bytes(spec.mem_limit or deployed.extra["mem_limit"])
             return OomFault(self._flow_run_processes(flow_run_id), limit, f"{self.session}-{deployed.instance}")
