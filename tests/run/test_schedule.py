@@ -17,10 +17,11 @@ from harness.run.schedule import ExclusiveLock, Scheduler, plan, shares_target
 from harness.sut import procs
 
 
-def scenario(sid: str, settle: float = 10, faults: list | None = None, server_env: dict | None = None) -> Scenario:
+def scenario(sid: str, settle: float = 10, faults: list | None = None, server_env: dict | None = None,
+             runs: int = 1) -> Scenario:
     return Scenario.model_validate({
         "id": sid, "title": sid, "backends": ["local", "docker"] + ([] if server_env else ["kind"]),
-        "workload": {"flow": "pipeline"}, "faults": faults or [], "server": {"env": server_env or {}},
+        "workload": {"flow": "pipeline", "runs": runs}, "faults": faults or [], "server": {"env": server_env or {}},
         "expect": {"final": "COMPLETED", "settle_within_seconds": settle}})
 
 
@@ -64,6 +65,28 @@ class Recorder:
 def test_plan_starts_the_longest_bound_first():
     cases = [(scenario("a", 10), "local"), (scenario("b", 300), "local"), (scenario("c", 60), "local")]
     assert [s.id for s, _ in plan(cases)] == ["b", "c", "a"]
+
+
+def test_plan_keeps_storms_apart_where_other_cases_allow():
+    cases = [(scenario(f"storm{i}", 400 - i, runs=5), "local") for i in range(3)] + \
+        [(scenario(f"c{i}", 100 - i), "local") for i in range(3)]
+    assert [s.id for s, _ in plan(cases)] == ["storm0", "c0", "c1", "storm1", "c2", "storm2"]
+    assert [s.id for s, _ in plan(cases, apart=1)] == ["storm0", "c0", "storm1", "c1", "storm2", "c2"]
+    only = [(scenario(f"storm{i}", 10, runs=5), "local") for i in range(2)]
+    assert [s.id for s, _ in plan(only)] == ["storm0", "storm1"]  # nothing to put between them
+
+
+def test_storms_never_run_at_once_while_other_cases_do():
+    runner = Recorder(0.3)
+    sched = Scheduler(Session(), runner, 3)
+    cases = [(scenario(f"storm{i}", runs=5), "local") for i in range(2)] + [(scenario("a"), "local")]
+    sched.planned = cases
+    for case in cases:
+        sched.result(case)
+    sched.close()
+    (s0, e0, _), (s1, e1, _), (sa, ea, _) = (runner.spans[k] for k in ("storm0", "storm1", "a"))
+    assert e0 <= s1 or e1 <= s0  # one storm after the other
+    assert sa < max(e0, e1) and min(s0, s1) < ea  # the other case beside them
 
 
 def test_shares_target():
