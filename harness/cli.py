@@ -295,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--durations", action="append", metavar="PATH",
                    help="with --shard: the journals (files or directories) to take the cases' times from "
                         "(repeatable; default: the journal's directory)")
+    r.add_argument("--concurrency", default="auto", type=concurrency_arg, metavar="auto|N",
+                   help="cases at once (default auto: what the newest benchmark says brings the matrix within "
+                        "twice its CPU floor on this machine's cores; 1: one after another)")
     r.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run the selection N times, each round its own session, into one journal; then "
                         "print each case's outcomes over the rounds (default 1)")

@@ -57,17 +57,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
             "--chaos-matrix", args.matrix,
             # harness itself is imported before pytest loads it as a plugin: nothing to rewrite
-            "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra]
-    for b in args.backend or []:
-        argv += ["--chaos-backend", b]
-    for s in args.scenario or []:
-        argv += ["--chaos-scenario", s]
-    if args.tier:
-        argv += ["--chaos-tier", args.tier]
-    if args.shard:
-        argv += ["--chaos-shard", args.shard]
-    for d in args.durations or []:
-        argv += ["--chaos-durations", d]
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra, *passed_on(args, pytest_options=True)]
+    concurrency, why = cases_at_once(args, extra)
+    if concurrency is not None:
+        argv += ["--chaos-concurrency", str(concurrency)]
+        print(f"{concurrency} case(s) at once: {why}", flush=True)
     os.environ["CHAOS_REPORT_QUIET"] = "1"  # printed below, after the journal's path
     skipped = UnavailableSkips()
     code = pytest.main(argv, plugins=[skipped])
@@ -144,6 +138,36 @@ def exit_code(pytest_code: int, unavailable: set[str] = frozenset()) -> int:
     return OK
 
 
+# run's selection, as run passes it on: (its attribute, run's flag, the pytest plugin's option)
+_SELECTION = (("backend", "--backend", "--chaos-backend"), ("scenario", "--scenario", "--chaos-scenario"),
+              ("tier", "--tier", "--chaos-tier"), ("shard", "--shard", "--chaos-shard"),
+              ("durations", "--durations", "--chaos-durations"))
+
+
+def passed_on(args: argparse.Namespace, pytest_options: bool) -> list[str]:
+    """The selection of ``run`` as arguments: the plugin's options (``run``'s pytest), or run's own
+    flags (a ``--repeat`` round's command)."""
+    out: list[str] = []
+    for attr, flag, option in _SELECTION:
+        value = getattr(args, attr, None)
+        for v in value if isinstance(value, list) else ([] if value is None else [value]):
+            out += [option if pytest_options else flag, str(v)]
+    return out
+
+
+def cases_at_once(args: argparse.Namespace, extra: list[str]) -> tuple[int | None, str]:
+    """``--concurrency``: a number, or ``auto``, what the newest benchmark (``harness.run.figures.
+    pick_concurrency``) says brings the matrix within twice its CPU floor here.  None where the
+    pytest arguments already decide: their own ``--chaos-concurrency``, or pytest-xdist's ``-n``."""
+    if any(a.startswith(("--chaos-concurrency", "-n", "--numprocesses", "--dist")) for a in extra):
+        return None, "as the pytest arguments say"
+    if args.concurrency != "auto":
+        return int(args.concurrency), "--concurrency"
+    from harness.run.figures import auto_concurrency
+
+    return auto_concurrency()
+
+
 def repeat(args: argparse.Namespace, extra: list[str]) -> int:
     """``run --repeat N``: the same selection N times, each round a session of its own (its own
     server, a fresh start) appending to one journal; then, per case, how often each outcome came.
@@ -156,18 +180,8 @@ def repeat(args: argparse.Namespace, extra: list[str]) -> int:
 
     journal = Path(args.journal or default_path()).resolve()
     began = time.time()
-    command = [sys.executable, "-m", "harness", "run", "--journal", str(journal), "--matrix", args.matrix]
-    for b in args.backend or []:
-        command += ["--backend", b]
-    for sc in args.scenario or []:
-        command += ["--scenario", sc]
-    if args.tier:
-        command += ["--tier", args.tier]
-    if args.shard:
-        command += ["--shard", args.shard]
-    for d in args.durations or []:
-        command += ["--durations", d]
-    command += extra
+    command = [sys.executable, "-m", "harness", "run", "--journal", str(journal), "--matrix", args.matrix,
+               *passed_on(args, pytest_options=False), "--concurrency", str(args.concurrency), *extra]
 
     def interrupted(signum, frame):  # noqa: ARG001 - SIGTERM as Ctrl-C: into the wait below
         raise KeyboardInterrupt

@@ -46,8 +46,8 @@ import psutil
 from harness.model.journal import REPORTS_DIR, Journal
 from harness.model.matrix import load_matrix, select
 from harness.run.case import Runner
-from harness.run.figures import (FLOOR_TARGET, MATRIX_TARGET, OVERHEAD_TARGET, case_figures, compare_verdicts,
-                                 cpu_before_after, newest, pick_concurrency, shard_estimates, summarize)
+from harness.run.figures import (FLOOR_TARGET, MATRIX_TARGET, OVERHEAD_TARGET, auto_concurrency, case_figures,
+                                 compare_verdicts, cpu_before_after, newest, shard_estimates, summarize)
 from harness.run.schedule import Scheduler, by_system, plan
 from harness.run.session import ChaosSession, prefect_version
 from harness.sut import procs
@@ -127,8 +127,7 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int 
     previous = json.loads(baseline.read_text()) if baseline else None
     picked = None
     if concurrency is None:
-        latest = newest("bench-*.json")
-        concurrency, picked = pick_concurrency(json.loads(latest.read_text()) if latest else None)
+        concurrency, picked = auto_concurrency()
     compare = compare or newest("journal-*.jsonl")
     if not cases:
         raise SystemExit(f"no case of the matrix matches {patterns or '*'} on {backend}")
@@ -159,7 +158,7 @@ def run(matrix: str, patterns: list[str] | None, backend: str, concurrency: int 
     result = {"prefect_version": version, "backend": backend, "concurrency": concurrency, "concurrency_picked": picked,
               "ahead": ahead, "summary": summarize(figures, matrix_wall, usage_now()), "cpu_by_role": sampler.by_role(),
               "cases": figures, "errors": errors, "startup_seconds": startup,
-              "shards": shard_estimates(figures, startup),
+              "shards": shard_estimates(figures, startup, parallelism=overlap(figures, matrix_wall - startup)),
               "verdicts": compare_verdicts(figures, compare) if compare else None,
               "baseline": str(baseline) if baseline else None, "journal": str(journal.path)}
     if previous is not None:
@@ -183,7 +182,12 @@ def from_journal(path: Path) -> dict[str, Any]:
     return {"prefect_version": ", ".join(versions), "backend": ", ".join(sorted({e["backend"] for e in entries})),
             "concurrency": "as run", "ahead": "as run", "summary": summarize(figures, wall, {}), "cases": figures,
             "errors": {}, "journal": str(path), "path": str(path), "startup_seconds": None,
-            "shards": shard_estimates(figures, 0.0)}
+            "shards": shard_estimates(figures, 0.0, parallelism=overlap(figures, wall))}
+
+
+def overlap(figures: list[dict[str, Any]], wall: float) -> float:
+    """How many cases' turns ran at once on average: their walls over the matrix's wall."""
+    return sum(c["wall"] for c in figures) / wall if wall > 0 else 1.0
 
 
 def _num(value: float | None, width: int, digits: int = 2) -> str:
@@ -250,7 +254,9 @@ def render(result: dict[str, Any]) -> str:
         if "shards_needed" in est:
             target += (f"; {est['shards_needed']} shards would meet it" if est["shards_needed"] else
                        "; no number of shards can: the longest case and a start-up already take longer")
-        lines.append(f"as {est['shards']} shards: {est['wall']} s (the split's longest shard"
+        each = (f", each {est['parallelism']:g} cases' turns at once as here" if est.get("parallelism", 1) > 1
+                else ", each one case at a time")
+        lines.append(f"as {est['shards']} shards: {est['wall']} s (the split's longest shard{each}"
                      + (f" + {startup} s start-up" if startup else ", no start-up counted") +
                      f"; ideal {est['ideal']} s), {est['over_longest']}x the longest case{target}")
     if result.get("cpu_before_after"):

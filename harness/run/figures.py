@@ -4,6 +4,7 @@ estimates, the concurrency to run at, verdicts against another run, CPU before a
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
@@ -147,32 +148,58 @@ def target_cores(cpu_seconds: float, longest: float, cores: int) -> dict[str, An
             "target_cores_needed": needed, "matrix_target_reachable": needed <= cores}
 
 
-def shard_estimates(cases: list[dict[str, Any]], startup: float, counts: tuple[int, ...] = SHARD_COUNTS
-                    ) -> list[dict[str, Any]]:
-    """What the matrix would take as N shards (N machines, each its cases one at a time, as the
-    nightly's shard jobs run them): the split ``harness.run.shard`` makes of these cases' walls, its
-    longest shard plus one session's start-up (a server and the first worker), against the
-    longest case."""
+def shard_estimates(cases: list[dict[str, Any]], startup: float, counts: tuple[int, ...] = SHARD_COUNTS,
+                    parallelism: float = 1.0) -> list[dict[str, Any]]:
+    """What the matrix would take as N shards (N machines, each running its cases as this run did,
+    as the nightly's shard jobs run them: ``run`` at its auto concurrency): the split
+    ``harness.run.shard`` makes of these cases' walls; a shard takes its cases' walls over
+    ``parallelism`` (how many turns this run overlapped on average: the cases' walls over the
+    matrix's wall; 1 one at a time), never less than its longest case, plus one session's start-up
+    (a server and the first worker); against the longest case."""
     from harness.run import shard
 
     seconds = {c["case"]: c["wall"] for c in cases}
     longest = max(seconds.values(), default=0.0)
+    parallelism = max(1.0, parallelism)
+
+    def took(n: int) -> float:
+        parts = shard.partition(seconds, n)
+        return max(max(sum(seconds[k] for k in part) / parallelism, max((seconds[k] for k in part), default=0.0))
+                   for part in parts) + startup
+
     out = []
     for n in counts:
         if not seconds:
             break
-        wall = max(shard.loads(shard.partition(seconds, n), seconds)) + startup
+        wall = took(n)
         ratio = round(wall / longest, 2) if longest else None
-        out.append({"shards": n, "wall": round(wall, 1), "over_longest": ratio,
-                    "ideal": round(shard.ideal(seconds, n) + startup, 1),
+        out.append({"shards": n, "wall": round(wall, 1), "over_longest": ratio, "parallelism": round(parallelism, 2),
+                    "ideal": round(max(shard.ideal(seconds, n) / parallelism, longest) + startup, 1),
                     "target_met": None if n != max(counts) else ratio is not None and ratio <= MATRIX_TARGET})
     if out and out[-1]["target_met"] is False:
         # the fewest shards that would meet it (None: none can, the longest case and a start-up
         # already take longer), as the split would make them from these times
         out[-1]["shards_needed"] = next(
-            (n for n in range(max(counts) + 1, len(seconds) + 1)
-             if max(shard.loads(shard.partition(seconds, n), seconds)) + startup <= MATRIX_TARGET * longest), None)
+            (n for n in range(max(counts) + 1, len(seconds) + 1) if took(n) <= MATRIX_TARGET * longest), None)
     return out
+
+
+# The cores one case keeps busy on average, as measured here (bench, 59 local cases, Prefect 3.9.1,
+# 3 at once: 0.43): what ``pick_concurrency`` goes by where no benchmark of this machine exists yet.
+MEASURED_DEMAND = 0.43
+
+
+def auto_concurrency(cores: int | None = None, directory: Path = REPORTS_DIR) -> tuple[int, str]:
+    """``--concurrency auto``: picked from the newest benchmark in ``directory``, or from
+    ``MEASURED_DEMAND`` where there is none (a fresh clone)."""
+    latest = newest("bench-*.json", directory)
+    try:
+        previous = json.loads(latest.read_text()) if latest else None
+    except (OSError, ValueError):
+        previous = None
+    if previous is not None:
+        previous.setdefault("path", str(latest))
+    return pick_concurrency(previous, cores)
 
 
 def pick_concurrency(previous: dict[str, Any] | None, cores: int | None = None) -> tuple[int, str]:
@@ -186,7 +213,10 @@ def pick_concurrency(previous: dict[str, Any] | None, cores: int | None = None) 
     walls = sum(c.get("wall") or 0.0 for c in (previous or {}).get("cases") or [])
     used = (s.get("children_cpu_seconds") or 0.0) + (s.get("harness_cpu_seconds") or 0.0)
     if not walls or not used:
-        return cores, f"one case per core ({cores}): no earlier benchmark to measure a case's CPU by"
+        chosen = max(1, math.ceil(cores / (FLOOR_TARGET * MEASURED_DEMAND)))
+        return chosen, (f"no benchmark of this machine yet (python -m harness bench): a case keeps about "
+                        f"{MEASURED_DEMAND} cores busy as measured on 2 cores, so {chosen} at once could end "
+                        f"within {FLOOR_TARGET:g}x the CPU floor on {cores} cores")
     demand = used / walls
     chosen = max(1, math.ceil(cores / (FLOOR_TARGET * demand)))
     return chosen, (f"a case kept {demand:.2f} cores busy on average ({used:.0f} CPU s over {walls:.0f} s of turns, "

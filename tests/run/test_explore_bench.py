@@ -304,6 +304,21 @@ def test_what_the_matrix_would_take_as_shards():
     assert est["target_met"] is False and est["shards_needed"] == 31
 
 
+def test_shards_run_as_the_benchmark_ran_its_cases_take_their_load_over_its_overlap():
+    from harness.run.figures import shard_estimates
+
+    # 16 cases of 100 s and one of 200 s; run 2.5 turns at once on average, as the bench measured
+    cases = [{"case": f"c{i}@local", "wall": 100.0} for i in range(16)] + [{"case": "long@local", "wall": 200.0}]
+    one = {e["shards"]: e for e in shard_estimates(cases, startup=10.0)}
+    many = {e["shards"]: e for e in shard_estimates(cases, startup=10.0, parallelism=2.5)}
+    assert one[8]["wall"] == 310.0 and one[2]["wall"] == 910.0  # one at a time: 3 cases in a shard of 8
+    assert many[2]["wall"] == 370.0  # 900 s over 2.5, plus the start-up
+    assert many[8]["wall"] == 210.0 and many[8]["target_met"] is True  # never below its longest case
+    assert many[4]["wall"] < one[4]["wall"] and many[4]["parallelism"] == 2.5
+    # overlapping less than one at a time is one at a time
+    assert shard_estimates(cases, 10.0, parallelism=0.5) == shard_estimates(cases, 10.0)
+
+
 def test_the_benchmark_picks_the_least_concurrency_that_could_meet_the_floor_target():
     from harness.run.figures import pick_concurrency
 
@@ -313,8 +328,22 @@ def test_the_benchmark_picks_the_least_concurrency_that_could_meet_the_floor_tar
                "cases": [{"wall": 1700.0}, {"wall": 1700.0}]}
     assert pick_concurrency(earlier, cores=2)[0] == 3
     assert pick_concurrency(earlier, cores=8)[0] == 9
+    # no benchmark of this machine: the demand measured here (0.43 cores a case)
     chosen, why = pick_concurrency(None, cores=2)
-    assert chosen == 2 and "no earlier benchmark" in why
+    assert chosen == 3 and "no benchmark of this machine" in why
+    assert pick_concurrency(None, cores=1)[0] == 2
+
+
+def test_auto_concurrency_reads_the_newest_benchmark_and_survives_a_broken_one(tmp_path):
+    from harness.run.figures import auto_concurrency
+
+    assert "no benchmark" in auto_concurrency(2, tmp_path)[1]
+    older = {"summary": {"children_cpu_seconds": 1000.0, "harness_cpu_seconds": 0.0}, "cases": [{"wall": 1000.0}]}
+    (tmp_path / "bench-20260101T000000Z.json").write_text(json.dumps(older))  # 1 core a case: 1 at once on 2
+    chosen, why = auto_concurrency(2, tmp_path)
+    assert chosen == 1 and "bench-20260101T000000Z.json" in why
+    (tmp_path / "bench-20260102T000000Z.json").write_text("{not json")  # the newest, unreadable
+    assert "no benchmark" in auto_concurrency(2, tmp_path)[1]
 
 
 def test_verdicts_are_compared_with_a_sequential_runs_journal(tmp_path):
