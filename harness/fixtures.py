@@ -18,6 +18,12 @@ def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
     """One harness session per pytest process; torn down on failure and on Ctrl-C too."""
     from harness.plugin import backend_options
 
+    from harness.run import guard
+
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    if capture is not None:  # the guardian's report goes to the terminal, not to a test's capture
+        with capture.global_and_fixture_disabled():
+            guard.start()
     session = ChaosSession(backend_options(pytestconfig))
     from harness.plugin import ABANDONED_KEY
 

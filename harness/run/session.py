@@ -23,6 +23,7 @@ from typing import Iterator
 
 from harness import backends
 from harness.backends.local import cgroups
+from harness.run import guard
 from harness.sut import procs
 
 WORKDIR_PREFIX = "chaos-harness-"
@@ -60,7 +61,7 @@ def _sigint(signum, frame):  # noqa: ARG001
         finished = 0
     where = f"{finished} finished case(s) in {journal}" if journal else "no journal"
     os.write(2, (f"\ninterrupted again: stopping now, without waiting for cleanup; {where}; what this "
-                 "session started is removed by the next run, which says what it removed\n").encode())
+                 "session started is removed by its guardian within seconds, which says what it removed\n").encode())
     os._exit(130)
 
 
@@ -106,6 +107,7 @@ class ChaosSession:
                 procs.STOPPING.clear()  # a session closed earlier in this process stopped its own waits
             _OPEN.add(self.id)
         self.abandoned = clean_abandoned()
+        guard.ensure(self.id)  # what this session starts goes within seconds of a SIGKILL too
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.id}-"))
         procs.claim(self.workdir)
         self.systems: dict[str, backends.System] = {}

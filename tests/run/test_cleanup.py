@@ -261,11 +261,12 @@ def test_a_session_closing_inside_another_leaves_the_outer_sessions_waits_runnin
     procs.STOPPING.clear()  # this process's later tests run without a session of their own
 
 
-def test_a_second_ctrl_c_ends_at_once_and_the_next_session_names_and_removes_what_was_left(tmp_path, repo_root,
-                                                                                        wait_until):
+def test_a_second_ctrl_c_ends_at_once_and_the_guardian_removes_and_names_what_was_left(tmp_path, repo_root,
+                                                                                     wait_until):
     """The first Ctrl-C starts the clean stop; a second one, while it runs, ends the harness at
-    once with no traceback, saying what was journaled and where.  What it left running is removed
-    by the next session, which says what it removed."""
+    once with no traceback, saying what was journaled and where.  What it left running (a server,
+    a worker, a frozen flow run in a memory cgroup) is removed within seconds by its guardian,
+    which says what it removed; no next session is needed."""
     (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
     journal = tmp_path / "journal.jsonl"
     harness = subprocess.Popen(
@@ -293,12 +294,44 @@ def test_a_second_ctrl_c_ends_at_once_and_the_next_session_names_and_removes_wha
     assert "Traceback" not in output, output
     assert f"interrupted again: stopping now, without waiting for cleanup; 1 finished case(s) in {journal}" in output
     assert [json.loads(x)["scenario"] for x in journal.read_text().splitlines()] == ["quick-one"]
-    # half a second of cleanup cannot have stopped the server, the worker and the frozen run
-    alive = [p.pid for p in left if procs.alive(p.pid) and _status(p) != psutil.STATUS_ZOMBIE]
-    assert alive, "nothing was left running: the second Ctrl-C came after the cleanup"
-    # the next session removes what is left and names it
-    done = subprocess.run([sys.executable, "-c", "from harness.run.session import ChaosSession; s = ChaosSession(); s.close()"],
-                          cwd=repo_root, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "removed what an earlier harness session left behind: " in done.stderr, done.stderr
-    assert [pid for pid in alive if _running(pid)] == []
+    # half a second of cleanup cannot have stopped the server, the worker and the frozen run: its
+    # guardian removed them within seconds (the output ends once it has) and names them
+    guardian = next((line for line in output.splitlines() if line.startswith("chaos-harness guardian: ")), "")
+    assert f"harness process {harness.pid} is gone" in guardian, output
+    assert [p.pid for p in left if f"pid {p.pid}" in guardian], (guardian, [p.pid for p in left])
+    assert [p.pid for p in left if _running(p.pid)] == []
+    assert session_processes(harness.pid) == []
+    assert not list(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")) or all(
+        procs.owner(d) != harness.pid for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"))
+
+
+def test_a_sigkilled_harness_leaves_nothing_behind_for_long(tmp_path, repo_root, wait_until):
+    """SIGKILL mid-case, no next session: within 10 s its guardian has removed the server, the
+    worker, the frozen flow run and its memory cgroup, and the session's directory."""
+    (tmp_path / "m.yaml").write_text(textwrap.dedent(MATRIX))
+    journal = tmp_path / "journal.jsonl"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--matrix", str(tmp_path / "m.yaml"), "--journal", str(journal),
+         "--scenario", "frozen-in-a-cgroup", "-p", "no:cacheprovider"], cwd=repo_root, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, preexec_fn=procs.default_signals)
+    try:
+        def frozen():
+            if harness.poll() is not None:
+                raise AssertionError(f"the harness exited ({harness.returncode}) before the case froze")
+            found = [p for p in session_processes(harness.pid) if "PREFECT__FLOW_RUN_ID" in procs.environ(p)]
+            return found if found and all(_status(p) == psutil.STATUS_STOPPED for p in found) else None
+
+        wait_until(frozen, 240, "the case's frozen flow run")
+        left = session_processes(harness.pid)
+        workdirs = [d for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*") if procs.owner(d) == harness.pid]
+        sessions = [d.name[len(WORKDIR_PREFIX):].split("-")[0] for d in workdirs]
+        assert left and workdirs and any(cgroups.leftovers(s) for s in sessions)
+        os.kill(harness.pid, signal.SIGKILL)
+        harness.wait(10)
+        killed = time.monotonic()
+        wait_until(lambda: not [p for p in left if _running(p.pid)] and not any(d.exists() for d in workdirs)
+                   and not any(cgroups.leftovers(s) for s in sessions), 10, "the guardian's cleanup")
+        print(f"everything gone {time.monotonic() - killed:.1f} s after the SIGKILL")
+    finally:
+        if harness.poll() is None:
+            harness.kill()
