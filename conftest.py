@@ -34,3 +34,15 @@ def _wait_until(predicate, timeout, what):
 @pytest.fixture
 def wait_until():
     return _wait_until
+
+
+@pytest.fixture(scope="module")
+def local():
+    """A started local system (a real Prefect server) of a session of the module's own."""
+    from harness.run.session import ChaosSession
+
+    session = ChaosSession()
+    try:
+        yield session.system("local")
+    finally:
+        session.close()

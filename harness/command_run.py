@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from harness.model.journal import JOURNAL_ENV, ROUND_ENV, default_path, unwritable
-from harness.paths import ROOT
+from harness.paths import PACKAGE, ROOT
 
 # Exit codes, the same for every command (and ``chaos-harness``, the same CLI):
 OK = 0           # everything held (run: every case passed; findings --check: the page is current)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"error: --journal {journal}: cannot be written: {why}", file=sys.stderr)
         return USAGE
     os.environ[JOURNAL_ENV] = str(journal)
-    argv = [str(ROOT / "tests" / "test_chaos_matrix.py"), "-m", "chaos", "--rootdir", str(ROOT),
+    argv = [str(PACKAGE / "matrix_test.py"), "-m", "chaos", "--rootdir", str(ROOT),
             "--chaos-matrix", args.matrix,
             # harness itself is imported before pytest loads it as a plugin: nothing to rewrite
             "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra, *passed_on(args, pytest_options=True)]

@@ -17,7 +17,6 @@ from harness.run.session import ChaosSession, prefect_version
 def chaos_session(pytestconfig: pytest.Config) -> Iterator[ChaosSession]:
     """One harness session per pytest process; torn down on failure and on Ctrl-C too."""
     from harness.plugin import backend_options
-
     from harness.run import guard
 
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
@@ -59,3 +58,21 @@ def chaos_scheduler(pytestconfig: pytest.Config, chaos_session: ChaosSession, ch
         failed = scheduler.close()
         if failed:  # a case's result is journalled; what it left behind is not silently ignored
             raise RuntimeError("cleanup failed after: " + "; ".join(f"{k[0]}@{k[1]}: {why}" for k, why in failed.items()))
+
+
+@pytest.fixture
+def chaos(request: pytest.FixtureRequest, chaos_session: ChaosSession, chaos_journal: Journal):
+    """Your own flows under faults (``harness.chaos``): ``chaos.run(flow, parameters=...,
+    faults=[kill(when=task_running("load"))])`` and ``chaos.rerun(result)``, on the session's
+    system of the first ``--chaos-backend`` (local by default), each run a line in the journal
+    and the HTML report.  A backend that cannot start here skips the test, saying why."""
+    from harness.backends import Unavailable
+    from harness.chaos import Chaos
+
+    backend = (request.config.getoption("--chaos-backend") or ["local"])[0]
+    made = Chaos(backend, journal=chaos_journal, session=chaos_session, name=request.node.name)
+    try:
+        made.__enter__()
+    except Unavailable as exc:
+        pytest.skip(f"backend {backend} unavailable: {exc}")
+    return made

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 LEDGER_ENV = "CHAOS_LEDGER"
+TRACE_ENV = "CHAOS_TRACE"  # the execution tracer's file (harness/tracer), beside the ledger
+TRACE_FILE = "trace.jsonl"
 
 
 def _context() -> dict[str, Any]:
@@ -34,7 +36,7 @@ def _context() -> dict[str, Any]:
         return {}
 
 
-def _process_start() -> int | None:
+def process_start() -> int | None:
     """The process's start time in clock ticks since boot (/proc/self/stat field 22).
 
     pid and host alone do not name a process: two containers (own pid namespaces, the host's
@@ -50,10 +52,10 @@ def _process_start() -> int | None:
 _PSTART: tuple[int, int | None] = (-1, None)  # (pid, start): a forked child must not inherit it
 
 
-def _pstart() -> int | None:
+def pstart() -> int | None:
     global _PSTART
     if _PSTART[0] != os.getpid():
-        _PSTART = (os.getpid(), _process_start())
+        _PSTART = (os.getpid(), process_start())
     return _PSTART[1]
 
 
@@ -61,6 +63,11 @@ def _append(line: dict[str, Any]) -> None:
     path = os.environ.get(LEDGER_ENV)
     if not path:
         return  # a workload run outside the harness keeps no ledger
+    append(line, path)
+
+
+def append(line: dict[str, Any], path: str) -> None:
+    """One line at the end of a ledger (or the tracer's trace) file."""
     data = (json.dumps(line, sort_keys=True) + "\n").encode()
     # O_APPEND + one write: lines from concurrent processes never interleave (< PIPE_BUF).
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -73,12 +80,12 @@ def _append(line: dict[str, Any]) -> None:
 
 def record(task: str, **extra: Any) -> None:
     """Write the start line of one task-body execution."""
-    _append({"event": "start", "task": task, "pid": os.getpid(), "pstart": _pstart(), "host": socket.gethostname(),
+    _append({"event": "start", "task": task, "pid": os.getpid(), "pstart": pstart(), "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
 
 
 def finish(task: str, **extra: Any) -> None:
-    _append({"event": "end", "task": task, "pid": os.getpid(), "pstart": _pstart(), "host": socket.gethostname(),
+    _append({"event": "end", "task": task, "pid": os.getpid(), "pstart": pstart(), "host": socket.gethostname(),
              "time": time.time(), **_context(), **extra})
 
 

@@ -1,5 +1,10 @@
 """The expected-state matrix as tests: one case per (scenario, backend), parametrized by the
-plugin from ``scenarios/``.  Select with ``-m chaos``, ``--chaos-scenario`` and ``--chaos-backend``."""
+plugin from ``scenarios/`` (or ``--chaos-matrix DIR``).  Select with ``-m chaos``,
+``--chaos-scenario`` and ``--chaos-backend``.
+
+It ships with the plugin: ``pytest --chaos-matrix DIR`` in a project of your own collects it
+(the plugin adds this file to what pytest collects), so your rows run as tests without a file of
+this repository; ``python -m harness run`` runs it too."""
 
 import os
 

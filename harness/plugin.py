@@ -2,7 +2,8 @@
 
 The matrix is loaded and validated in ``pytest_configure``: a bad row stops pytest with a usage
 error naming the file, scenario and field before any test (or server) starts.  Each selected
-(scenario, backend) pair becomes one ``chaos``-marked case of ``tests/test_chaos_matrix.py``.
+(scenario, backend) pair becomes one ``chaos``-marked case of ``harness/matrix_test.py`` (collected
+through ``tests/test_chaos_matrix.py`` here, and added to what pytest collects given ``--chaos-matrix``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from harness.model import journal as journal_mod
 from harness.model.fields import BACKENDS
 from harness.model.journal import JOURNAL_ENV
 from harness.model.matrix import MatrixError, load_matrix, select
+from harness.paths import PACKAGE, ROOT
 
 pytest_plugins = ["harness.fixtures"]
 
@@ -112,6 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--chaos-concurrency runs cases concurrently in one process; with pytest-xdist "
                                 "(-n) each worker runs its own, one at a time: use one or the other")
     explicit = config.getoption("--chaos-matrix")
+    if explicit and not any(Path(a.split("::")[0]).name in (SHIPPED.name, "test_chaos_matrix.py") for a in config.args):
+        # a matrix of your own: its cases run as the test that ships with the plugin, no file to copy
+        config.args.append(str(SHIPPED))
     matrix = Path(explicit) if explicit else config.rootpath / "scenarios"
     if explicit or matrix.exists():
         try:
@@ -123,7 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         config.stash[MATRIX_KEY] = []
     if not hasattr(config, "workerinput"):  # xdist workers inherit the controller's choice
-        path = config.getoption("--chaos-journal") or os.environ.get(JOURNAL_ENV) or journal_mod.default_path()
+        # a project of your own keeps its journals in its own reports/
+        path = (config.getoption("--chaos-journal") or os.environ.get(JOURNAL_ENV)
+                or journal_mod.default_path(None if config.rootpath == ROOT else config.rootpath / "reports"))
         if config.stash[MATRIX_KEY] and (why := journal_mod.unwritable(path)):
             raise pytest.UsageError(f"the journal {path} cannot be written: {why}")
         os.environ[JOURNAL_ENV] = str(Path(path).resolve())
@@ -153,6 +160,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 CASES_KEY = pytest.StashKey[list]()
+SHIPPED = PACKAGE / "matrix_test.py"  # the matrix's test, in the package
 
 
 def _case_of(item: pytest.Item):
@@ -167,6 +175,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     longest first."""
     from harness.run.schedule import by_system, plan
 
+    seen, twice = set(), []
+    for item in items:  # the shipped test collected twice (also through a file that imports it): once
+        case = _case_of(item)
+        if case is not None and (case[0].id, case[1]) in seen:
+            twice.append(item)
+        elif case is not None:
+            seen.add((case[0].id, case[1]))
+    if twice:
+        items[:] = [i for i in items if i not in twice]
+        config.hook.pytest_deselected(items=twice)
     cases = [c for c in map(_case_of, items) if c is not None]
     if config.stash.get(SHARD_KEY, None) is not None:
         cases = _keep_shard(config, items, cases)

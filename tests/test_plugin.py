@@ -93,3 +93,19 @@ def test_bad_concurrency_is_refused_before_anything_runs(project, args, words):
     result = project.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{words}*"])
+
+
+def test_a_matrix_of_your_own_runs_as_tests_without_a_file_of_the_harness(pytester):
+    """A project with its own flow and matrix, no test file: --chaos-matrix collects the test that
+    ships with the plugin, once, even beside a file that imports it."""
+    (pytester.path / "pipelines").mkdir()
+    (pytester.path / "pipelines" / "nightly.py").write_text(
+        "from prefect import flow\n\n@flow\ndef nightly():\n    return 1\n")
+    (pytester.path / "chaos").mkdir()
+    (pytester.path / "chaos" / "rows.yaml").write_text(
+        ROW.format(id="nightly-kill").replace("{flow: pipeline}", '{flow: "../pipelines/nightly.py:nightly"}'))
+    result = pytester.runpytest("--collect-only", "-q", "--chaos-matrix", "chaos", "-m", "chaos")
+    result.stdout.fnmatch_lines(["*::test_scenario?nightly-kill@local?", "1 test collected*"])
+    (pytester.path / "test_also.py").write_text("from harness.matrix_test import pytestmark, test_scenario\n")
+    result = pytester.runpytest("--collect-only", "-q", "--chaos-matrix", "chaos", "-m", "chaos", "test_also.py")
+    result.stdout.fnmatch_lines(["test_also.py::test_scenario?nightly-kill@local?", "1/2 tests collected (1 deselected)*"])

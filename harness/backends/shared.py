@@ -15,9 +15,10 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from harness.backends import Deployed
-from harness.ledger import LEDGER_ENV
+from harness.ledger import LEDGER_ENV, TRACE_ENV, TRACE_FILE
 from harness.model.faults import CancelRun
-from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
+from harness.model.scenario import FaultSpec, Scenario
+from harness.paths import PACKAGE
 from harness.sut import caselogs, procs
 from harness.sut.api import APIError, PrefectAPI
 from harness.sut.proxy import ApiFault, FaultProxy, Rule
@@ -253,17 +254,22 @@ def zombie_automation(name: str, deployment_id: str, within: int) -> dict[str, A
     }
 
 
-def flow_env(scenario: Scenario, ledger: Path, results: Path, pythonpath: str) -> dict[str, str]:
-    """A scenario's config as the flow-run environment (every backend passes it as job variables)."""
+def flow_env(scenario: Scenario, ledger: Path, results: Path, pythonpath: str, package: str = str(PACKAGE)
+             ) -> dict[str, str]:
+    """A scenario's config as the flow-run environment (every backend passes it as job variables).
+    ``package`` is where the flow-run process finds the harness package (a mount in a container):
+    its execution tracer (``harness/tracer``) goes first on the path and writes ``trace.jsonl``
+    beside the ledger."""
     cfg = scenario.config
     env = {
         LEDGER_ENV: str(ledger),
+        TRACE_ENV: str(ledger.with_name(TRACE_FILE)),
         "CHAOS_FLOW_RETRIES": str(cfg.flow_retries),
         "CHAOS_TASK_RETRIES": str(cfg.task_retries),
         "CHAOS_RETRY_DELAY_SECONDS": str(cfg.retry_delay_seconds),
         "CHAOS_CACHE_POLICY": cfg.cache_policy,
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(results),  # no cache shared across scenarios
-        "PYTHONPATH": pythonpath,
+        "PYTHONPATH": os.pathsep.join([f"{package}/tracer", pythonpath]),
     }
     if cfg.heartbeat_seconds is not None:
         env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.heartbeat_seconds)
@@ -336,13 +342,13 @@ class SharedWorker:
                 self.worker = None
 
 
-def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job: dict[str, Any],
+def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job: dict[str, Any], home: Path,
              queue: str | None = None) -> tuple[str, str | None]:
     """The scenario's deployment (and its zombie automation, if asked for): (deployment id, automation id)."""
-    flow = scenario.workload.flow
+    workload = scenario.workload
     deployment_id = api.create_deployment(
-        flow_name=flow.replace("_", "-"), name=instance, pool=pool, entrypoint=f"{flow}.py:{flow}",
-        directory=str(FLOWS_DIR), parameters=scenario.workload.parameters, job_variables=job,
+        flow_name=workload.flow_name, name=instance, pool=pool, entrypoint=workload.entrypoint,
+        directory=str(workload.directory), parameters=workload.parameters_for(home), job_variables=job,
         tags=["chaos", instance], queue=queue)
     automation = None
     if scenario.config.zombie_automation_within is not None:
@@ -408,7 +414,7 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
     try:
         job = job_variables(home, deployed.ledger)
         job["env"] = {**job.get("env", {}), "CHAOS_INSTANCE": instance}  # its flow runs, whatever worker starts them
-        deployed.deployment_id, automation = register(system.api, scenario, instance, pool, job, queue)
+        deployed.deployment_id, automation = register(system.api, scenario, instance, pool, job, home, queue)
         yield deployed
     finally:
         for fault in deployed.extra["faults"]:

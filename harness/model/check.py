@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.model.expectation import Expectation, RunExpectation
-from harness.model.history import TERMINAL, FlowRun, History, State, TaskRun, reporter
+from harness.model.history import TERMINAL, FlowRun, History, State, TaskRun, reporter, task_states
 from harness.model.scenario import Scenario
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
@@ -217,10 +217,21 @@ def _check_subflows(expect: RunExpectation, history: History) -> list[str]:
 
 def _unknown_reasons(history: History) -> list[str]:
     why = [f"fault {f['kind']} -> {f['target']}: {f['error']}" for f in history.faults if f.get("error")]
-    why += [f"fault {f['kind']} -> {f['target']} never fired (its trigger"
-            f"{', ' + f['detail']['trigger'] + ',' if (f.get('detail') or {}).get('trigger') else ''} was not seen)"
-            for f in history.faults if not f.get("injected_at") and not f.get("error")
-            and not (f.get("detail") or {}).get("not_fired")]  # a storm's run that settled first
+    ran = sorted({t.name for t in history.task_runs})
+    for i, f in enumerate(history.faults):
+        detail = f.get("detail") or {}
+        if f.get("injected_at") or f.get("error") or detail.get("not_fired"):  # not_fired: a storm's run settled first
+            continue
+        task = detail.get("task")
+        if task is not None and history.main is not None and history.main.final is not None \
+                and not task_states({name: "" for name in ran}, task):
+            # the trigger names a task the flow never ran: the row's mistake, named by its field
+            why.append(f"@faults.{i}.when.task: the flow never ran a task {task!r} (its task runs: "
+                       f"{', '.join(ran[:12]) or 'none'}{', ...' if len(ran) > 12 else ''}), so fault {f['kind']} "
+                       "never fired")
+            continue
+        why.append(f"fault {f['kind']} -> {f['target']} never fired (its trigger"
+                   f"{', ' + detail['trigger'] + ',' if detail.get('trigger') else ''} was not seen)")
     if history.main is None or history.main.final is None:
         why.append("the main flow run's states could not be read")
     return why + [n for n in history.notes if n.startswith("unknown:")]

@@ -73,6 +73,19 @@ class TaskRun:
         return self.states[-1] if self.states else None
 
 
+# Prefect's own task run name: the task's name, '-', the first characters of its dynamic key
+_DEFAULT_RUN_NAME = re.compile(r"-[0-9a-z]{1,3}")
+
+
+def task_states(tasks: dict[str, str], task: str) -> list[str]:
+    """The states of a task's runs in a snapshot: the run named ``task`` (the harness's workloads
+    name their runs), else the runs Prefect named after a task ``task`` ('load-0', 'load-1')."""
+    if task in tasks:
+        return [tasks[task]]
+    return [state for name, state in tasks.items()
+            if name.startswith(f"{task}-") and _DEFAULT_RUN_NAME.fullmatch(name[len(task):])]
+
+
 @dataclass
 class History:
     scenario: str
@@ -84,6 +97,9 @@ class History:
     task_runs: list[TaskRun] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    # the execution tracer's count of task-body starts by task-run name (harness/tracer), beside
+    # the hand-kept ledger's; for a flow that is not the harness's own, its lines are the ledger
+    traced: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the observer could not see, and why
     # the backend's own account of each flow run's infrastructure (docker: a container's exit
     # code and OOMKilled flag), which Prefect's states may not carry
@@ -102,7 +118,7 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # an older or newer journal's
         data["flow_runs"] = [
             FlowRun(**{**r, "states": [State(**s) for s in r.get("states", [])]}) for r in data.get("flow_runs", [])
         ]

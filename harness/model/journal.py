@@ -13,14 +13,19 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.paths import REPORTS_DIR  # noqa: E402
+from harness.paths import REPORTS_DIR, SCENARIOS_DIR  # noqa: E402
 
 JOURNAL_ENV = "CHAOS_JOURNAL"  # the journal of this run; xdist workers inherit it
 ROUND_ENV = "CHAOS_REPEAT_ROUND"  # "k/N": this session is round k of ``run --repeat N``
 
 
-def default_path() -> Path:
-    return REPORTS_DIR / time.strftime("journal-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
+def default_path(directory: Path | None = None) -> Path:
+    """A new journal's path: ``journal-<UTC time>.jsonl`` in ``directory`` (default: the
+    harness's own reports/ where it runs from its repository, else reports/ in the current
+    directory: an installed harness has no reports/ of its own)."""
+    if directory is None:
+        directory = REPORTS_DIR if SCENARIOS_DIR.is_dir() else Path.cwd() / "reports"
+    return directory / time.strftime("journal-%Y%m%dT%H%M%SZ.jsonl", time.gmtime())
 
 
 def unwritable(path: Path | str) -> str | None:

@@ -145,7 +145,8 @@ def _load_file(path: Path) -> tuple[list[Scenario], list[str]]:
             errors.extend(f"{path}: scenario {shorten(str(sid), 80)!r}: {field}: {what}" for field, what in lost[index])
             continue
         try:
-            scenarios.append(Scenario.model_validate(row))
+            # an entrypoint's relative path is relative to the matrix file's directory
+            scenarios.append(Scenario.model_validate(row, context={"base": path.resolve().parent}))
         except ValidationError as exc:
             errors.extend(_format_errors(path, shorten(str(sid), 80), exc.errors()))
     return scenarios, errors

@@ -6,10 +6,13 @@ adds the file and scenario to each, so a typo in row 40 is found before row 1 st
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import re
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.model.expectation import FullExpectation, Prediction, RunExpectation
 from harness.model.faults import API_FAULTS, BACKEND_FAULTS, DEFAULT_TARGET, FAULT_KINDS, RUN_SHARED_TARGETS
@@ -26,7 +29,31 @@ class Claim(_Model):
     predicts: "Prediction | None" = None
 
 
+_ENTRYPOINT = re.compile(r"(?P<target>[^:\s]+):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _top_level_names(path: Path) -> list[str]:
+    """The names a Python file defines at its top level (functions, classes, assignments,
+    imports), read without running it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names += [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):  # a flow defined elsewhere, imported here
+            names += [(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"]
+    return names
+
+
 class Workload(_Model):
+    # a workload of flows/ by name (the harness's own, which keep the hand-written ledger), or
+    # any flow by its entrypoint: 'path/to/file.py:function' (relative to the matrix file's
+    # directory) or 'package.module:function' (importable where the harness runs); a flow of
+    # your own is deployed unchanged and its executions are recorded by the tracer (harness/tracer)
     flow: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     runs: int = Field(1, ge=1, le=200)  # flow runs started at once (a storm); each is checked
@@ -37,14 +64,122 @@ class Workload(_Model):
     # replicas of *another* service serving the same task (the same task key) against the same
     # server, with result storage of their own: they cannot read this scenario's task parameters
     foreign_task_workers: int = Field(0, ge=0, le=8)
+    # an entrypoint flow's code directory, on the flow run's path and its working directory
+    # (default: the entrypoint file's directory; for a module, the directory its package is in)
+    path: str | None = None
 
     @field_validator("flow")
     @classmethod
-    def _flow_exists(cls, flow: str) -> str:
+    def _flow_exists(cls, flow: str, info: ValidationInfo) -> str:
+        if ":" in flow:
+            return cls._entrypoint(flow, (info.context or {}).get("base"))
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", flow) or not (FLOWS_DIR / f"{flow}.py").is_file():
             known = sorted(p.stem for p in FLOWS_DIR.glob("*.py") if not p.stem.startswith("_"))
-            raise ValueError(f"no workload flows/{flow}.py (known: {', '.join(known)})")
+            raise ValueError(f"no workload flows/{flow}.py (known: {', '.join(known)}; or a flow of your own by "
+                             "its entrypoint, path/to/file.py:function or package.module:function)")
         return flow
+
+    @staticmethod
+    def _entrypoint(flow: str, base: Path | None) -> str:
+        """'file.py:function' -> the file's absolute path and the function, checked without
+        running the file; 'package.module:function' -> as given, once the module is found."""
+        match = _ENTRYPOINT.fullmatch(flow)
+        if match is None:
+            raise ValueError(f"{flow!r}: an entrypoint is path/to/file.py:function or package.module:function")
+        target, function = match["target"], match["function"]
+        if not target.endswith(".py"):
+            if not _MODULE.fullmatch(target):
+                raise ValueError(f"{target!r}: not a module name (package.module) nor a .py file")
+            try:
+                spec = importlib.util.find_spec(target)
+            except (ImportError, ValueError) as exc:
+                spec, why = None, f": {type(exc).__name__}: {exc}"
+            else:
+                why = ""
+            if spec is None:
+                raise ValueError(f"no module {target} can be imported here{why} (install your package, or name "
+                                 "its file: path/to/file.py:function)")
+            return flow
+        path = Path(target).expanduser()
+        if not path.is_absolute():
+            if base is None:
+                raise ValueError(f"{target}: a relative path is relative to its matrix file's directory, and this "
+                                 "row has none (load it from a file)")
+            path = Path(base) / path
+        if not path.is_file():
+            raise ValueError(f"no file {path}" + (f" ({target} relative to {base})" if base else ""))
+        try:
+            names = _top_level_names(path)
+        except (SyntaxError, UnicodeDecodeError, OSError) as exc:
+            raise ValueError(f"{path} cannot be read as Python: {type(exc).__name__}: {exc}") from None
+        if function not in names:
+            raise ValueError(f"{path} defines no {function!r} at its top level"
+                             + (f" (it defines: {', '.join(names[:12])})" if names else ""))
+        return f"{path.resolve()}:{function}"
+
+    @field_validator("path")
+    @classmethod
+    def _relative_to_matrix(cls, path: str | None, info: ValidationInfo) -> str | None:
+        base = (info.context or {}).get("base")
+        if path is None or Path(path).is_absolute() or base is None:
+            return path
+        return str((Path(base) / path).resolve())
+
+    @model_validator(mode="after")
+    def _code_path(self) -> "Workload":
+        if self.path is not None and not self.own:
+            raise ValueError("@path: only a flow of your own (an entrypoint) has a code directory")
+        if self.path is not None and not Path(self.path).is_dir():
+            raise ValueError(f"@path: no directory {self.path}")
+        return self
+
+    def parameters_for(self, case_dir: Path) -> dict[str, Any]:
+        """The parameters with ``{case}`` in any string replaced by the case's own directory (a
+        fresh one per case, shared with its flow runs on every backend): where a flow of your own
+        writes what its test reads back, such as a database file."""
+        def sub(value: Any) -> Any:
+            if isinstance(value, str):
+                return value.replace("{case}", str(case_dir))
+            if isinstance(value, list):
+                return [sub(v) for v in value]
+            if isinstance(value, dict):
+                return {k: sub(v) for k, v in value.items()}
+            return value
+
+        return sub(self.parameters)
+
+    @property
+    def own(self) -> bool:
+        """Whether this is a flow of the user's own (an entrypoint), not one of flows/."""
+        return ":" in self.flow
+
+    @property
+    def entrypoint(self) -> str:
+        """The deployment's entrypoint, relative to ``directory``."""
+        if not self.own:
+            return f"{self.flow}.py:{self.flow}"
+        target, function = self.flow.rsplit(":", 1)
+        return f"{Path(target).name}:{function}" if target.endswith(".py") else self.flow
+
+    @property
+    def directory(self) -> Path:
+        """Where the flow's code is: the deployment's working directory and the flow run's path
+        (``path``; else the entrypoint file's directory, or the one its module's package is in)."""
+        if not self.own:
+            return FLOWS_DIR
+        if self.path is not None:
+            return Path(self.path)
+        target = self.flow.rsplit(":", 1)[0]
+        if target.endswith(".py"):
+            return Path(target).parent
+        spec = importlib.util.find_spec(target.split(".")[0])
+        where = (spec.submodule_search_locations or [None])[0] if spec is not None else None
+        origin = Path(where) if where else Path(spec.origin) if spec is not None and spec.origin else None
+        return origin.parent if origin is not None else Path.cwd()
+
+    @property
+    def flow_name(self) -> str:
+        return (self.flow.rsplit(":", 1)[1] if self.own else self.flow).replace("_", "-")
 
 
 class JobConfig(_Model):
@@ -134,6 +269,9 @@ class Trigger(_Model):
     after_seconds: float | None = Field(None, ge=0, le=MAX_SECONDS)
     flow_state: Literal[STATE_TYPES] | None = None  # type: ignore[valid-type]
     run_count: int | None = Field(None, ge=1)
+    # with a task: its nth run in the flow run (in the order they were created), e.g. the third
+    # call of `load` (Prefect names them load-<3 characters of a hash>, not load-3)
+    nth: int | None = Field(None, ge=1, le=10_000)
 
     _up = field_validator("state", "flow_state", mode="before")(lambda cls, v: _upper(v))
 
@@ -149,6 +287,8 @@ class Trigger(_Model):
             raise ValueError("'state' belongs to a task trigger; use 'flow_state' for the run")
         if self.run_count is not None and not (self.task or self.flow_state):
             raise ValueError("@run_count: counts a state's attempts; give it with {task, state} or {flow_state}")
+        if self.nth is not None and self.task is None:
+            raise ValueError("@nth: the nth run of a task; give it with {task, state}")
         return self
 
     @property
@@ -158,7 +298,9 @@ class Trigger(_Model):
 
     def describe(self) -> str:
         if self.task is not None:
-            what = f"task {self.task} {self.state}"
+            suffix = "th" if 10 <= (self.nth or 0) % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get((self.nth or 0) % 10, "th")
+            nth = f"{self.nth}{suffix} run of "
+            what = f"{nth if self.nth else ''}task {self.task} {self.state}"
         elif self.flow_state is not None:
             what = f"flow run {self.flow_state}"
         else:
@@ -303,6 +445,16 @@ class Scenario(_Model):
         if not value:
             raise ValueError("list at least one backend")
         return value
+
+    @model_validator(mode="after")
+    def _own_flow_backends(self) -> "Scenario":
+        if self.workload.own and "kind" in self.backends:
+            raise ValueError("@backends: a flow of your own runs on local and docker; kind mounts only the harness's "
+                             "flows/ into its node (list local and/or docker)")
+        if self.workload.own and (self.workload.task_workers or self.workload.foreign_task_workers):
+            raise ValueError("@workload.task_workers: task workers serve the harness's own workloads' `work` task; a "
+                             "flow of your own has none")
+        return self
 
     @model_validator(mode="after")
     def _faults_exist_on_backends(self) -> "Scenario":

@@ -73,7 +73,8 @@ def arm(scenario: Scenario, run_ids: list[str]) -> list[Armed]:
                 range(len(run_ids)), max(1, round(spec.share * len(run_ids))))
             hit = [run_ids[i] for i in sorted(positions)]
         for run_id in hit:
-            record = faults.FaultRecord(spec.kind, spec.target, detail={"trigger": spec.when.describe()})
+            record = faults.FaultRecord(spec.kind, spec.target, detail={
+                "trigger": spec.when.describe(), **({"task": spec.when.task} if spec.when.task is not None else {})})
             if len(run_ids) > 1:
                 record.detail["flow_run_id"] = run_id
             armed.append(Armed(spec, record, run_id))
@@ -291,7 +292,7 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
     scenario, system, deployed, instance = prepared.scenario, prepared.system, prepared.deployed, prepared.instance
     backend = system.name
     expect = scenario.expect.for_backend(backend, prefect_version)
-    params, tags = scenario.workload.parameters, ["chaos", instance]
+    params, tags = scenario.workload.parameters_for(deployed.ledger.parent), ["chaos", instance]
     turn = prepared.began if turn is None else turn
     started = time.time()
     run_ids = _create_runs(system, deployed, scenario.workload.runs, params, tags)
@@ -321,7 +322,7 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
     history = observe.collect(
         system.api, scenario=scenario.id, backend=backend, started_at=started,
         bound=expect.settle_within_seconds, main_id=run_id, rerun_ids=reruns, more_main_ids=run_ids[1:],
-        faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger)
+        faults=[a.record.as_dict() for a in armed], ledger_path=deployed.ledger, traced=scenario.workload.own)
     history.notes += deployed.notes
     add_infrastructure(history, system, deployed)
     verdict = check(expect, history, scenario)

@@ -11,11 +11,13 @@ in the history.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from harness import ledger
-from harness.model.history import TERMINAL, FlowRun, History, State, TaskRun
+from harness.model.history import TERMINAL, FlowRun, History, State, TaskRun, task_states
 from harness.model.scenario import Trigger
 from harness.sut import procs
 from harness.sut.api import APIError, PrefectAPI
@@ -70,7 +72,10 @@ def holds(trigger: Trigger, snap: Snapshot) -> bool:
         return False
     if trigger.flow_state is not None:
         return snap.flow_state == trigger.flow_state
-    return snap.tasks.get(trigger.task) == trigger.state
+    states = task_states(snap.tasks, trigger.task)
+    if trigger.nth is not None:  # the nth run, oldest first (the snapshot's tasks are in that order)
+        return len(states) >= trigger.nth and states[trigger.nth - 1] == trigger.state
+    return trigger.state in states
 
 
 def oldest_first(task_runs: list[dict]) -> list[dict]:
@@ -171,13 +176,23 @@ def _by_id(api: PrefectAPI, ids: list[str]) -> list[dict]:
 
 def collect(api: PrefectAPI, *, scenario: str, backend: str, started_at: float, bound: float,
             main_id: str, rerun_ids: list[str], faults: list[dict], ledger_path, retry_for: float = 60,
-            more_main_ids: list[str] = ()) -> History:
-    """The scenario's whole history; retries while the API is unreachable (a restarting server)."""
+            more_main_ids: list[str] = (), traced: bool = False) -> History:
+    """The scenario's whole history; retries while the API is unreachable (a restarting server).
+    ``traced``: a flow of the user's own, whose ledger is the tracer's (it keeps none by hand)."""
     history = History(scenario=scenario, backend=backend, started_at=started_at, ended_at=time.time(),
                       bound_seconds=bound, faults=faults)
     history.ledger, torn = ledger.read(ledger_path)
     if torn:
         history.notes.append(f"{torn} torn ledger line(s) (a process killed mid-write)")
+    trace, torn = ledger.read(Path(ledger_path).with_name(ledger.TRACE_FILE))
+    # keyed by run name, as the harness's workloads key their ledger (a background workload's task
+    # is '_work', its runs 'step-N'); a flow of your own is counted by task name, its ledger below
+    history.traced = dict(sorted(Counter(line.get("task_run_name") or line.get("task")
+                                         for line in trace if line.get("event") == "start").items()))
+    if traced:
+        history.ledger = trace
+    if torn:
+        history.notes.append(f"{torn} torn trace line(s) (a process killed mid-write)")
     deadline = time.monotonic() + retry_for
     while True:
         try:

@@ -12,19 +12,9 @@ from harness.model.journal import read as read_journal
 from harness.model.matrix import load_matrix
 from harness.model.scenario import Scenario
 from harness.run.case import run_scenario
-from harness.run.session import ChaosSession
 from harness.sut import procs
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def local():
-    session = ChaosSession()
-    try:
-        yield session.system("local")
-    finally:
-        session.close()
 
 
 def scenario(**overrides) -> Scenario:

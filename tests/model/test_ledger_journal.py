@@ -28,7 +28,7 @@ def test_ledger_lines_from_concurrent_processes_never_interleave(tmp_path):
     # each process is named by (pid, start time): forked children do not inherit their parent's
     starts = {(l["pid"], l["pstart"]) for l in lines}
     assert len(starts) == 4 and all(isinstance(s, int) for _, s in starts)
-    assert all(s > ledger._process_start() for _, s in starts)  # started after this process
+    assert all(s > ledger.process_start() for _, s in starts)  # started after this process
 
 
 def test_ledger_is_silent_outside_the_harness(tmp_path, monkeypatch):

@@ -237,7 +237,9 @@ class DockerSystem(SharedFaults):
     def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
         cfg = scenario.config
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",  # as on local; a scenario's env may override it
-               **flow_env(scenario, ledger, home / "results", os.pathsep.join([str(FLOWS_DIR), IN_CONTAINER_PKG_ROOT]))}
+               **flow_env(scenario, ledger, home / "results",
+                          os.pathsep.join([str(scenario.workload.directory), IN_CONTAINER_PKG_ROOT]),
+                          f"{IN_CONTAINER_PKG_ROOT}/harness")}
         job: dict[str, Any] = {
             "image": self.image,
             "image_pull_policy": "Never",
@@ -245,8 +247,9 @@ class DockerSystem(SharedFaults):
             "auto_remove": False,  # the harness reads OOMKilled and the exit code, then removes it
             "labels": {**session_labels(self.session, self.system_id), INSTANCE_LABEL: instance},
             "volumes": [f"{FLOWS_DIR}:{FLOWS_DIR}:ro",
+                        *([f"{code}:{code}:ro"] if (code := scenario.workload.directory) != FLOWS_DIR else []),
                         f"{HARNESS_PKG}:{IN_CONTAINER_PKG_ROOT}/harness:ro",
-                        f"{home}:{home}:rw"],
+                        f"{self.workdir}:{self.workdir}:rw"],  # the case's home, and a chaos API run's directory
             "env": env,
         }
         if cfg.job.stream_output is not None:

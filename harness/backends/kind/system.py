@@ -218,7 +218,8 @@ class KindSystem:
     def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
         cfg = scenario.config
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",
-               **flow_env(scenario, ledger, home / "results", os.pathsep.join([str(FLOWS_DIR), str(HARNESS_PKG.parent)]))}
+               **flow_env(scenario, ledger, home / "results", os.pathsep.join([str(FLOWS_DIR), str(HARNESS_PKG.parent)]),
+                          str(HARNESS_PKG))}
         job: dict[str, Any] = {
             "image": self.image, "image_pull_policy": "Never", "namespace": self.ns, "env": env,
             "labels": manifests.session_labels(self.session, instance),

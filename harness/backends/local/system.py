@@ -200,7 +200,7 @@ class LocalSystem(SharedFaults):
 
     def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
         def job_variables(home: Path, ledger: Path) -> dict[str, Any]:
-            return {"env": flow_env(scenario, ledger, home / "results", str(FLOWS_DIR)),
+            return {"env": flow_env(scenario, ledger, home / "results", str(scenario.workload.directory)),
                     **scenario.config.job.model_dump(include={"stream_output", "command"}, exclude_none=True)}
 
         def remove_orphans() -> None:  # flow-run processes the worker left behind (killed, or frozen)
