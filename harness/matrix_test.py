@@ -12,11 +12,12 @@ import pytest
 
 from harness.backends import Unavailable
 from harness.report.text import describe
+from harness.run.progress import brief
 
 pytestmark = pytest.mark.chaos
 
 
-def test_scenario(chaos_case, chaos_scheduler, chaos_journal):
+def test_scenario(chaos_case, chaos_scheduler, chaos_journal, request):
     scenario, backend = chaos_case
     try:
         result = chaos_scheduler.result(chaos_case)
@@ -25,5 +26,8 @@ def test_scenario(chaos_case, chaos_scheduler, chaos_journal):
         if backend in os.environ.get("CHAOS_REQUIRE_BACKENDS", "").split(","):
             pytest.fail(f"backend {backend} is required but unavailable: {exc}", pytrace=False)
         pytest.skip(f"backend {backend} unavailable: {exc}")
+    # the controller of pytest-xdist prints the case's end from this (harness.run.progress)
+    request.node.user_properties.append(("chaos_end", {"case": f"{scenario.id}@{backend}",
+                                                       "entry": brief(result), "line": result.get("journal_line")}))
     if result["verdict"]["outcome"] != "pass":
         pytest.fail(describe(result, journal=chaos_journal.path), pytrace=False)

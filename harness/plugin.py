@@ -9,6 +9,7 @@ through ``tests/test_chaos_matrix.py`` here, and added to what pytest collects g
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # at once, longest first
     cases = by_system(cases) if config.getoption("--chaos-concurrency") <= 1 else plan(cases)
     config.stash[CASES_KEY] = cases
+    _console(config, cases)
     rank = {(s.id, b): i for i, (s, b) in enumerate(cases)}
     # a stable sort: other tests keep their order, first
     items.sort(key=lambda item: -1 if (c := _case_of(item)) is None else rank[(c[0].id, c[1])])
@@ -221,6 +223,66 @@ def _keep_shard(config: pytest.Config, items: list, cases: list) -> list:
 
 
 REPORT_KEY = pytest.StashKey[str]()
+
+
+CONSOLE_KEY = pytest.StashKey[object]()
+STARTED_KEY = pytest.StashKey[float]()
+
+
+def _console(config: pytest.Config, cases: list) -> None:
+    """Live progress (``harness.run.progress``) on the terminal, unless ``-q``: each case's start,
+    faults and end here; under pytest-xdist the controller prints each case's end from its worker's
+    report (a worker's own lines would not reach the terminal)."""
+    import time
+
+    from harness.run import progress
+
+    config.stash[STARTED_KEY] = time.time()
+    if not cases or config.getoption("verbose", 0) < 0 or hasattr(config, "workerinput"):
+        return
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is None:
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        with lock:
+            if capture is not None:  # from a case's thread, mid-test: past the test's capture
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(line)
+            else:
+                reporter.write_line(line)
+
+    from harness.run import shard
+    from harness.run.session import prefect_version
+
+    journal = Path(os.environ.get(JOURNAL_ENV) or journal_mod.default_path())
+    try:
+        found = shard.estimate(cases, shard.journal_files([journal.parent], exclude=journal), prefect_version())
+        estimates = {k: e.seconds for k, e in found.items()}
+    except Exception:
+        estimates = {}
+    xdist = config.getoption("numprocesses", None)
+    at_once = config.getoption("--chaos-concurrency") if not xdist else (xdist if isinstance(xdist, int) else 2)
+    console = progress.Console(write, [(s.id, b) for s, b in cases], estimates, at_once)
+    config.stash[CONSOLE_KEY] = console
+    if xdist:
+        config.pluginmanager.register(_WorkerEnds(console), "chaos-worker-ends")
+    else:
+        progress.listen(console)
+
+
+class _WorkerEnds:
+    """Under pytest-xdist: a case's end, from its worker's report (``matrix_test`` attaches it)."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+
+    def pytest_runtest_logreport(self, report) -> None:
+        ended = dict(getattr(report, "user_properties", None) or []).get("chaos_end")
+        if report.when == "call" and ended is not None:
+            self.console.ended(ended["case"], ended["entry"], ended.get("line"))
 
 
 def report_path(journal: Path) -> Path:
@@ -254,6 +316,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         config.stash[REPORT_KEY] = f"not written: {type(exc).__name__}: {exc}"
 
 
+def _summary(terminalreporter, config: pytest.Config, path: Path) -> None:
+    """This session's refuted claims, stuck runs and failed verdicts, with their journal lines."""
+    from harness.run import progress
+
+    since = config.stash.get(STARTED_KEY, None)
+    if since is None or config.getoption("verbose", 0) < 0:
+        return
+    entries = []
+    try:
+        for number, entry in enumerate(journal_mod.read(path), 1):
+            if (entry.get("started_at") or 0) >= since:
+                entries.append((number, entry))
+    except OSError:
+        return
+    if entries:
+        terminalreporter.write_sep("-", "chaos summary")
+        for line in progress.final_summary(entries):
+            terminalreporter.write_line(line)
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     removed = config.stash.get(ABANDONED_KEY, [])
     if removed:  # an earlier harness was killed before its cleanup: say what it had left running
@@ -262,12 +344,18 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             terminalreporter.write_line(item)
     path = Path(os.environ.get(JOURNAL_ENV, ""))
     if not hasattr(config, "workerinput") and path.is_file():
+        _summary(terminalreporter, config, path)
         terminalreporter.write_sep("-", "chaos journal")
         terminalreporter.write_line(str(path))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The report's path is the session's last line."""
+    from harness.run import progress
+
+    console = config.stash.get(CONSOLE_KEY, None)
+    if console is not None:
+        progress.unlisten(console)
     line = config.stash.get(REPORT_KEY, None)
     if line is not None and not os.environ.get("CHAOS_REPORT_QUIET"):
         writer = config.get_terminal_writer()

@@ -73,20 +73,28 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # concurrent cases append whole lines, one at a time
 
-    def write(self, entry: dict[str, Any]) -> None:
+    def write(self, entry: dict[str, Any]) -> int:
+        """Append ``entry``; its line number in the file (other processes may append too)."""
         if self.round is not None:
             entry = {**entry, "round": self.round}
         if self.shard is not None:
             entry = {**entry, "shard": self.shard}
         data = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
-            self._append(data)
+            end = self._append(data)
+        with open(self.path, "rb") as f:  # the lines up to this one's end
+            seen, count = 0, 0
+            while seen < end and (chunk := f.read(min(1 << 20, end - seen))):
+                seen += len(chunk)
+                count += chunk.count(b"\n")
+        return count
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, data)
             os.fsync(fd)
+            return os.lseek(fd, 0, os.SEEK_CUR)  # where this line ended
         finally:
             os.close(fd)
 

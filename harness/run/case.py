@@ -24,7 +24,7 @@ from harness.model import faults
 from harness.model.check import check
 from harness.model.journal import Journal
 from harness.model.scenario import FaultSpec, Scenario
-from harness.run import observe
+from harness.run import observe, progress
 from harness.sut import caselogs, procs
 
 POLL = 0.25  # while a trigger is awaited or a heal is near: faults land on time
@@ -126,6 +126,7 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
                     waiting.record.detail["not_fired"] = f"no live target when its trigger was seen: {waiting.record.error}"
                     waiting.record.error, waiting.record.injected_at, waiting.skipped = None, None, True
                     continue
+                _told("fault", scenario, system, waiting.record, started)
                 if waiting.spec.heal_after_seconds is not None and waiting.record.error is None:
                     waiting.heal_at = time.time() + waiting.spec.heal_after_seconds
                     deadline = max(deadline, waiting.heal_at)  # and the quiet period past it, once healed
@@ -137,6 +138,7 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
             if a.open and now >= a.heal_at:
                 began = time.time()
                 faults.heal(a.fault, a.record)
+                _told("heal", scenario, system, a.record, started)
                 # The time a heal takes is the harness's own (a server or database it starts
                 # again: 12 s alone, 51 s with 2 cases at once on 2 cores): the run's bound does
                 # not pay for it, or a loaded machine ends the watch before the run could settle.
@@ -152,6 +154,13 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
             return seen_terminal, None if quiet_until is None else quiet_until - scenario.quiet_seconds
         ends = [deadline] + ([quiet_until] if quiet_until is not None else [])
         time.sleep(max(0.0, min(poll_interval(armed, now), min(ends) - now)))
+
+
+def _told(kind: str, scenario: Scenario, system: System, record: Any, started: float) -> None:
+    """A fault's inject or heal, on the console (``harness.run.progress``)."""
+    at = (record.injected_at if kind == "fault" else record.healed_at) or time.time()
+    progress.emit(kind, case=f"{scenario.id}@{system.name}", kind=record.kind, target=record.target,
+                  at=at - started, error=record.error)
 
 
 def add_infrastructure(history: Any, system: System, deployed: Deployed) -> None:
@@ -294,6 +303,7 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
     expect = scenario.expect.for_backend(backend, prefect_version)
     params, tags = scenario.workload.parameters_for(deployed.ledger.parent), ["chaos", instance]
     turn = prepared.began if turn is None else turn
+    progress.emit("start", case=f"{scenario.id}@{backend}", bound=expect.settle_within_seconds)
     started = time.time()
     run_ids = _create_runs(system, deployed, scenario.workload.runs, params, tags)
     created = time.time()
@@ -348,6 +358,9 @@ def _execute(prepared: Prepared, journal: Journal | None, prefect_version: str |
     kept = keep_logs(prepared, journal) if verdict.outcome != "pass" else None  # before cleanup deletes them
     if kept is not None:
         entry["logs"] = kept
+    line = None
     if journal is not None:  # before cleanup: a failing cleanup cannot lose a finished result
-        journal.write(entry)
+        line = journal.write(entry)
+        entry["journal_line"] = line
+    progress.emit("end", case=f"{scenario.id}@{backend}", entry=entry, line=line)
     return entry

@@ -111,7 +111,7 @@ def test_ctrl_c_mid_run_removes_every_container_and_volume_and_spares_a_bystande
     journal = tmp_path / "journal.jsonl"
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--backend", "docker", "--matrix", str(tmp_path / "m.yaml"),
-         "--journal", str(journal), "-p", "no:cacheprovider"],
+         "--journal", str(journal), "--concurrency", "1", "-p", "no:cacheprovider"],  # the first ends, then the second
         cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=procs.default_signals)  # as from a terminal: SIGINT is ignored in a background job's children
     try:

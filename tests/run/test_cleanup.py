@@ -294,6 +294,10 @@ def test_a_second_ctrl_c_ends_at_once_and_the_guardian_removes_and_names_what_wa
     assert "Traceback" not in output, output
     assert f"interrupted again: stopping now, without waiting for cleanup; 1 finished case(s) in {journal}" in output
     assert [json.loads(x)["scenario"] for x in journal.read_text().splitlines()] == ["quick-one"]
+    # the console told it as it went: both starts, the freeze, the first case's end and the count
+    for told in ("  start   quick-one@local", "  start   frozen-in-a-cgroup@local", "  fault   frozen-in-a-cgroup@local  freeze",
+                 "  end     quick-one@local  PASS, final COMPLETED", "(journal line 1)", "[1/2] "):
+        assert told in output, output
     # half a second of cleanup cannot have stopped the server, the worker and the frozen run: its
     # guardian removed them within seconds (the output ends once it has) and names them
     guardian = next((line for line in output.splitlines() if line.startswith("chaos-harness guardian: ")), "")
