@@ -247,6 +247,11 @@ def render(result: dict[str, Any]) -> str:
                      f"{verdicts['compared']} the same" + (": every one" if not differ else
                      "; differ: " + ", ".join(f"{k} {v['now']} (was {'/'.join(v['then'])})" for k, v in differ.items()))
                      + (f"; not in it: {len(verdicts['not_in_it'])}" if verdicts["not_in_it"] else ""))
+    compared = [c for c in result["cases"] if c.get("tracer") is not None]
+    if compared:
+        differ = [c["case"] for c in compared if not c["tracer"]]
+        lines.append(f"execution tracer: its counts equal the hand-kept ledger's on {len(compared) - len(differ)} of "
+                     f"{len(compared)} cases that executed task bodies" + (f"; differ: {', '.join(differ)}" if differ else ""))
     for est in result.get("shards") or []:
         startup = result.get("startup_seconds")
         target = "" if est["target_met"] is None else \

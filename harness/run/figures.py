@@ -8,6 +8,7 @@ import json
 import math
 import os
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,22 @@ def case_figures(entry: dict[str, Any], cleanup: float | None = None) -> dict[st
             "deploy": timing.get("deploy"), "deploy_waited": timing.get("deploy_waited"),
             "prepared_ahead": timing.get("prepared_ahead"), "follow_ups": timing.get("follow_ups"),
             "collect": timing.get("collect"), "cleanup": cleanup, "lag": observation_lag(entry),
-            "polls": timing.get("polls")}  # None in a journal from before polls were counted
+            "polls": timing.get("polls"),  # None in a journal from before polls were counted
+            "tracer": tracer_agrees(entry)}
+
+
+def tracer_agrees(entry: dict[str, Any]) -> bool | None:
+    """Whether the tracer counted the task-body executions the hand-kept ledger counted (by run
+    name); None where there is nothing to compare: a journal from before the tracer, a flow of a
+    user's own (its ledger is the tracer's), a case that executed no task body."""
+    history = entry.get("history") or {}
+    ledger = history.get("ledger") or []
+    if "traced" not in history or any(line.get("tracer") for line in ledger):
+        return None
+    by_hand = Counter(line.get("task") for line in ledger if line.get("event") == "start")
+    if not by_hand and not history["traced"]:
+        return None
+    return dict(by_hand) == history["traced"]
 
 
 def _median(values: list[float]) -> float | None:

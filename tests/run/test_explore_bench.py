@@ -373,3 +373,16 @@ def test_cpu_before_and_after_by_role_with_the_harness_as_a_role():
              "summary": {"harness_cpu_seconds": 30.0}}
     assert cpu_before_after(before, after) == [("server", 500.0, 420.0), ("worker", 160.0, None),
                                                ("harness", 39.0, 30.0), ("flow run", None, 700.0)]
+
+
+def test_the_tracer_is_compared_with_the_ledger_where_both_counted():
+    from harness.run.figures import tracer_agrees
+
+    start = lambda task, **kw: {"event": "start", "task": task, **kw}  # noqa: E731
+    same = {"history": {"ledger": [start("step-1"), {"event": "end", "task": "step-1"}, start("step-2")],
+                        "traced": {"step-1": 1, "step-2": 1}}}
+    assert tracer_agrees(same) is True
+    assert tracer_agrees({"history": {**same["history"], "traced": {"step-1": 1}}}) is False
+    assert tracer_agrees({"history": {"ledger": [start("step-1")]}}) is None  # a journal from before the tracer
+    assert tracer_agrees({"history": {"ledger": [start("load", tracer=True)], "traced": {"load-a1b": 1}}}) is None
+    assert tracer_agrees({"history": {"ledger": [], "traced": {}}}) is None  # nothing executed

@@ -246,7 +246,8 @@ class DockerSystem(SharedFaults):
             "network_mode": "host",
             "auto_remove": False,  # the harness reads OOMKilled and the exit code, then removes it
             "labels": {**session_labels(self.session, self.system_id), INSTANCE_LABEL: instance},
-            "volumes": [f"{FLOWS_DIR}:{FLOWS_DIR}:ro",
+            # flows/ (an installed harness has none: a project's own flows only), the row's own code
+            "volumes": [*([f"{FLOWS_DIR}:{FLOWS_DIR}:ro"] if FLOWS_DIR.is_dir() else []),
                         *([f"{code}:{code}:ro"] if (code := scenario.workload.directory) != FLOWS_DIR else []),
                         f"{HARNESS_PKG}:{IN_CONTAINER_PKG_ROOT}/harness:ro",
                         f"{self.workdir}:{self.workdir}:rw"],  # the case's home, and a chaos API run's directory
