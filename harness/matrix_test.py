@@ -28,6 +28,7 @@ def test_scenario(chaos_case, chaos_scheduler, chaos_journal, request):
         pytest.skip(f"backend {backend} unavailable: {exc}")
     # the controller of pytest-xdist prints the case's end from this (harness.run.progress)
     request.node.user_properties.append(("chaos_end", {"case": f"{scenario.id}@{backend}",
-                                                       "entry": brief(result), "line": result.get("journal_line")}))
+                                                       "entry": brief(result),
+                                                       "line": chaos_journal.lines.get(result.get("instance"))}))
     if result["verdict"]["outcome"] != "pass":
         pytest.fail(describe(result, journal=chaos_journal.path), pytrace=False)

@@ -246,13 +246,17 @@ def _console(config: pytest.Config, cases: list) -> None:
     capture = config.pluginmanager.getplugin("capturemanager")
     lock = threading.Lock()
 
+    def out(line: str) -> None:  # flushed: a pipe (a CI log) buffers, and a second Ctrl-C ends at once
+        reporter.ensure_newline()
+        reporter.write(line + "\n", flush=True)
+
     def write(line: str) -> None:
         with lock:
             if capture is not None:  # from a case's thread, mid-test: past the test's capture
                 with capture.global_and_fixture_disabled():
-                    reporter.write_line(line)
+                    out(line)
             else:
-                reporter.write_line(line)
+                out(line)
 
     from harness.run import shard
     from harness.run.session import prefect_version

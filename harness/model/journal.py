@@ -72,6 +72,7 @@ class Journal:
         self.round, self.shard = round_, shard
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # concurrent cases append whole lines, one at a time
+        self.lines: dict[str, int] = {}  # a written case's instance -> its line number
 
     def write(self, entry: dict[str, Any]) -> int:
         """Append ``entry``; its line number in the file (other processes may append too)."""
@@ -87,6 +88,8 @@ class Journal:
             while seen < end and (chunk := f.read(min(1 << 20, end - seen))):
                 seen += len(chunk)
                 count += chunk.count(b"\n")
+        if entry.get("instance"):
+            self.lines[entry["instance"]] = count
         return count
 
     def _append(self, data: bytes) -> int:

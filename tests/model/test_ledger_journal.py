@@ -87,3 +87,13 @@ def test_execution_brackets_a_body_and_records_its_error(tmp_path, monkeypatch):
     lines, _ = ledger.read(tmp_path / "l.jsonl")
     assert [(l["event"], l["task"]) for l in lines] == [("start", "ok"), ("end", "ok"), ("start", "boom"), ("end", "boom")]
     assert lines[-1]["error"] == "ValueError: bad" and "error" not in lines[1]
+
+
+def test_a_journal_line_knows_its_number_even_with_another_writer(tmp_path):
+    from harness.model.journal import Journal
+
+    one, other = Journal(tmp_path / "j.jsonl"), Journal(tmp_path / "j.jsonl")  # two processes' journals
+    assert one.write({"scenario": "a", "instance": "a-1"}) == 1
+    assert other.write({"scenario": "b", "instance": "b-1"}) == 2
+    assert one.write({"scenario": "c", "instance": "c-1"}) == 3
+    assert one.lines == {"a-1": 1, "c-1": 3} and other.lines == {"b-1": 2}
