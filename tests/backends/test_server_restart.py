@@ -79,35 +79,37 @@ def test_lead_is_twice_the_last_start_and_never_beyond_the_outage(server):
 def test_behind_the_proxy_clients_are_refused_for_exactly_the_outage_however_slow_the_start(server):
     with FaultProxy(server.port, seed=0) as proxy:
         assert get(proxy.port) == 200
-        server.start_delay = 1.5  # slower than last time (a loaded machine); still within the lead
-        fault = ServerRestart(server, server.start, proxy, heal_after=2.0)
-        began = time.monotonic()
+        server.start_delay = 0.5  # slower than last time (a loaded machine); still within the lead
+        fault = ServerRestart(server, server.start, proxy, heal_after=3.0)
         detail = fault.inject()
         assert detail["restart_after_seconds"] == 0.0 and detail["proxy_port"] == proxy.port
         assert get(proxy.port) == "ConnectError"
-        time.sleep(1.9)
+        time.sleep(2.5)
         assert server.running  # started in the background, ahead of the heal
         assert get(proxy.port) == "ConnectError"  # yet the clients still meet the outage
+        healing = time.monotonic()
         healed = fault.heal()
-        assert time.monotonic() - began < 2.5  # the heal did not wait for a start
+        assert time.monotonic() - healing < 1.0  # the server already answered: nothing to wait for
         assert get(proxy.port) == 200
-        assert healed["restarted"] and 1.4 <= healed["start_seconds"] <= 1.9
-        assert 1.9 <= healed["clients_refused_seconds"] <= 2.5
+        assert healed["restarted"] and healed["start_seconds"] >= 0.5
+        assert healed["clients_refused_seconds"] >= 2.5
         assert fault.close() == {}
         assert server.starts == 2
 
 
-def test_the_server_stays_down_until_the_lead_before_the_heal(server):
+def test_the_server_stays_down_until_the_lead_before_the_heal(server, wait_until):
     server.start_seconds = 0.0  # lead 5 s
     with FaultProxy(server.port, seed=0) as proxy:
-        fault = ServerRestart(server, server.start, proxy, heal_after=6.5)
-        assert fault.inject()["restart_after_seconds"] == 1.5
-        time.sleep(1.0)
+        fault = ServerRestart(server, server.start, proxy, heal_after=7.0)
+        stopped = time.monotonic()
+        assert fault.inject()["restart_after_seconds"] == 2.0
+        time.sleep(0.5)
         assert get(server.port) == "ConnectError"  # the server itself is down, not only the proxy
-        time.sleep(1.5)
-        assert get(server.port) == 200 and get(proxy.port) == "ConnectError"
+        wait_until(lambda: get(server.port) == 200, 10, "the server's start in the background")
+        assert time.monotonic() - stopped >= 2.0  # not before its time
+        assert get(proxy.port) == "ConnectError"
         fault._cancel.set()  # (no need to wait out the rest here)
-        assert fault.heal()["server_down_seconds"] < 2.5
+        assert fault.heal()["server_down_seconds"] >= 2.0
         assert get(proxy.port) == 200
 
 
