@@ -175,12 +175,6 @@ def entrypoint(flow: Any) -> str:
     return f"{Path(source).resolve()}:{name}"
 
 
-def _fill_case(parameters: dict[str, Any], case_dir: Path) -> dict[str, Any]:
-    from harness.model.scenario import Workload
-
-    return Workload(flow="pipeline", parameters=parameters).parameters_for(case_dir)
-
-
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -243,13 +237,13 @@ class Chaos:
 
     def _run(self, flow: str, parameters: dict[str, Any], faults: list[dict[str, Any]], bound: float,
              env: dict[str, str], name: str | None, config: dict[str, Any], storage: Path | None) -> Result:
-        from harness.model.scenario import Scenario
+        from harness.model.scenario import Scenario, fill_case
         from harness.run.case import run_scenario
 
         n = next(self._counter)
         case_dir = self.workdir / f"run-{n}"
         case_dir.mkdir(parents=True)
-        parameters = _fill_case(parameters, case_dir)
+        parameters = fill_case(parameters, case_dir)
         storage = storage or case_dir / "results"
         storage.mkdir(parents=True, exist_ok=True)
         scenario = Scenario.model_validate({

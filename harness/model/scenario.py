@@ -29,6 +29,22 @@ class Claim(_Model):
     predicts: "Prediction | None" = None
 
 
+def fill_case(parameters: dict[str, Any], case_dir: Path) -> dict[str, Any]:
+    """``parameters`` with ``{case}`` in any string replaced by the case's own directory (a fresh
+    one per case, shared with its flow runs on every backend): where a flow of your own writes
+    what its test reads back, such as a database file."""
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{case}", str(case_dir))
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        if isinstance(value, dict):
+            return {k: sub(v) for k, v in value.items()}
+        return value
+
+    return sub(parameters)
+
+
 _ENTRYPOINT = re.compile(r"(?P<target>[^:\s]+):(?P<function>[A-Za-z_][A-Za-z0-9_]*)")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -134,19 +150,8 @@ class Workload(_Model):
         return self
 
     def parameters_for(self, case_dir: Path) -> dict[str, Any]:
-        """The parameters with ``{case}`` in any string replaced by the case's own directory (a
-        fresh one per case, shared with its flow runs on every backend): where a flow of your own
-        writes what its test reads back, such as a database file."""
-        def sub(value: Any) -> Any:
-            if isinstance(value, str):
-                return value.replace("{case}", str(case_dir))
-            if isinstance(value, list):
-                return [sub(v) for v in value]
-            if isinstance(value, dict):
-                return {k: sub(v) for k, v in value.items()}
-            return value
-
-        return sub(self.parameters)
+        """The parameters with ``{case}`` filled in (``fill_case``)."""
+        return fill_case(self.parameters, case_dir)
 
     @property
     def own(self) -> bool:
