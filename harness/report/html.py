@@ -28,7 +28,7 @@ h1{font-size:1.45em;margin:.2em 0}h2{font-size:1.2em;margin:1.6em 0 .5em;border-
 h3{font-size:1.02em;margin:1em 0 .3em}
 .muted{color:var(--muted)}.small{font-size:.85em}
 .counts span{display:inline-block;margin:.2em .5em .2em 0;padding:.1em .6em;border-radius:1em;color:#fff}
-.v-pass{background:var(--pass)}.v-fail{background:var(--fail)}.v-unknown{background:var(--unknown)}.v-mixed{background:var(--mixed)}
+.v-zero{background:#8a949e}.v-pass{background:var(--pass)}.v-fail{background:var(--fail)}.v-unknown{background:var(--unknown)}.v-mixed{background:var(--mixed)}
 .t-pass{color:var(--pass)}.t-fail,.t-refuted{color:var(--fail)}.t-unknown,.t-not-tested{color:var(--unknown)}
 .t-held{color:var(--pass)}.t-mixed{color:var(--mixed)}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
@@ -95,8 +95,15 @@ def _cell(report: Report, scenario: str, column) -> str:
     if basis:  # the expectation was never measured: a pass confirms it, a fail may be the matrix's
         tip += f"; expectation unverified: {basis}"
         mark = ' <span class="unverified">unverified</span>'
+    # beside the verdict, what it means for the row's claim and how fast Prefect detected the fault:
+    # "pass" beside a refuted claim is Prefect doing what the matrix recorded, not what users are told
+    latest = cell.latest
+    claim = latest.claim_verdict if latest.claim_verdict in ("held", "refuted") else None
+    ttd = latest.figures.get("time_to_detect")
+    extra = (f'<br><span class="small">claim <b>{claim}</b></span>' if claim else "") + (
+        f'<br><span class="small">detected {ttd:.1f} s</span>' if isinstance(ttd, (int, float)) else "")
     return (f'<td class="cell v-{s}" data-verdict="{s}" title="{e(tip)}">'
-            f'<a href="#{anchor(*cell.latest.key)}">{e(text)}{mark}</a></td>')
+            f'<a href="#{anchor(*cell.latest.key)}">{e(text)}{mark}</a>{extra}</td>')
 
 
 def matrix(report: Report) -> str:
@@ -347,7 +354,8 @@ def render(report: Report, title: str = "Prefect crash-chaos reliability report"
            mutants: dict | None = None) -> str:
     """The report's page; ``out_dir`` is where it will be written (links to kept logs are relative to it)."""
     counts = report.counts()
-    summary = "".join(f'<span class="v-{k}">{counts.get(k, 0)} {VERDICT_TEXT[k]}</span>'
+    # a zero is neutral: "0 FAIL" in red reads as an alarm
+    summary = "".join(f'<span class="v-{k if counts.get(k) else "zero"}">{counts.get(k, 0)} {VERDICT_TEXT[k]}</span>'
                       for k in ("pass", "fail", "unknown", "mixed") if counts.get(k) or k in ("pass", "fail"))
     details = []
     for s in report.rows:

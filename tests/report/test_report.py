@@ -284,3 +284,15 @@ def test_the_report_can_show_a_mutate_runs_table(tmp_path, capsys):
     assert main(["report", str(j), "-o", str(tmp_path / "r2.html"), "--mutants", str(tmp_path / "bad.json")]) == 2
     assert "not a mutate run's figures" in capsys.readouterr().err
     assert "Seeded regressions" not in htmlreport.write([j], tmp_path / "r3.html")[0].read_text()
+
+
+def test_a_cell_says_what_its_claim_did_and_how_fast_prefect_detected_and_a_zero_is_neutral(tmp_path):
+    j = journal(tmp_path / "j.jsonl", entry(ttd=0.13, claim={"text": "retries kick in", "source": "docs"},
+                                           claim_verdict="refuted"),
+                entry(scenario="oom-b", kinds=("oom",), ttd=None))
+    page = htmlreport.render(build([j]))
+    cells = re.findall(r'<td class="cell v-pass".*?</td>', page)
+    assert len(cells) == 2
+    assert "claim <b>refuted</b>" in cells[0] and "detected 0.1 s" in cells[0]
+    assert "claim" not in cells[1] and "detected" not in cells[1]  # no claim, nothing detected: nothing said
+    assert '<span class="v-zero">0 FAIL</span>' in page and '<span class="v-pass">2 pass</span>' in page
