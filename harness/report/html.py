@@ -36,7 +36,7 @@ table{border-collapse:collapse;width:100%;margin:.4em 0}
 th,td{border:1px solid var(--line);padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f3f5f7;font-weight:600}
 td.cell{text-align:center;font-weight:600;color:#fff;white-space:nowrap}
-td.cell a{color:#fff;text-decoration:none;display:block}
+td.cell a{color:#fff;text-decoration:none;display:block}.cellnote{display:block;font-weight:400}
 .unverified{font-size:.7em;font-weight:600;border:1px dashed currentColor;border-radius:3px;padding:0 .25em;white-space:nowrap}
 .unverified-note .unverified{color:#8a5a00}
 td.none{background:#f7f7f7;color:#aaa;text-align:center}
@@ -100,8 +100,8 @@ def _cell(report: Report, scenario: str, column) -> str:
     latest = cell.latest
     claim = latest.claim_verdict if latest.claim_verdict in ("held", "refuted") else None
     ttd = latest.figures.get("time_to_detect")
-    extra = (f'<br><span class="small">claim <b>{claim}</b></span>' if claim else "") + (
-        f'<br><span class="small">detected {ttd:.1f} s</span>' if isinstance(ttd, (int, float)) else "")
+    extra = (f'<span class="small cellnote">claim <b>{claim}</b></span>' if claim else "") + (
+        f'<span class="small cellnote">detected {ttd:.1f} s</span>' if isinstance(ttd, (int, float)) else "")
     return (f'<td class="cell v-{s}" data-verdict="{s}" title="{e(tip)}">'
             f'<a href="#{anchor(*cell.latest.key)}">{e(text)}{mark}</a>{extra}</td>')
 
@@ -327,7 +327,9 @@ def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
     outcome = entry.outcome
     return (f'<details class="scenario" id="{anchor(*entry.key)}" data-row data-verdicts="{outcome}" '
             f'data-backends="{e(entry.backend)}" data-faults="{e(" ".join(entry.fault_kinds))}"'
-            f'{" open" if outcome != "pass" else ""}><summary><span class="t-{outcome}">{VERDICT_TEXT[outcome]}</span> '
+            # open: a failed or unknown case, and one that refuted its claim (what the run found)
+            f'{" open" if outcome != "pass" or entry.claim_verdict == "refuted" else ""}><summary>'
+            f'<span class="t-{outcome}">{VERDICT_TEXT[outcome]}</span> '
             f'{e(entry.scenario)} on {e(entry.backend)} (Prefect {e(entry.prefect_version)})'
             f'{f" — latest of {repeats} runs" if repeats > 1 else ""}</summary>'
             f'<p class="small muted">{e(entry.title)} · {e(entry.source)} · '
@@ -348,6 +350,26 @@ def legend() -> str:
             '<span><i style="border:1px dashed #b0306b"></i>execution that never ended</span>'
             '<span><i style="background:#c62828"></i>fault injected</span><span><i style="background:#2e7d4f">'
             '</i>healed</span><span><i style="background:#6a3fb5"></i>detection latency</span></p>')
+
+
+def found_section(report: Report) -> str:
+    """What the run found, first: each refuted claim as a headline linked to its case's timeline,
+    then the cases that did not do what the matrix records."""
+    refuted = [c.latest for c in report.cells.values() if c.latest.claim_verdict == "refuted" and c.latest.claim]
+    failed = [c.latest for c in report.cells.values() if c.latest.outcome != "pass"]
+    if not refuted and not failed:
+        return ""
+    out = ["<section class='found'><h2>What this run found</h2>"]
+    if refuted:
+        out.append("<ul class='tight'>" + "".join(
+            f"<li><strong>Refuted</strong>: “{e(x.claim.get('text'))}” — <a href='#{anchor(*x.key)}'>{e(x.scenario)} on "
+            f"{e(x.backend)}</a>" + (f": {e(x.claim_reasons[0])}" if x.claim_reasons else "") + "</li>"
+            for x in sorted(refuted, key=lambda x: x.key)) + "</ul>")
+    if failed:
+        out.append("<p>Not as the matrix records: " + ", ".join(
+            f"<a href='#{anchor(*x.key)}'>{e(x.scenario)} on {e(x.backend)}</a> ({e(VERDICT_TEXT[x.outcome])})"
+            for x in sorted(failed, key=lambda x: x.key)) + "</p>")
+    return "".join(out) + "</section>"
 
 
 def render(report: Report, title: str = "Prefect crash-chaos reliability report", out_dir: Path | None = None,
@@ -388,12 +410,14 @@ def render(report: Report, title: str = "Prefect crash-chaos reliability report"
             f"{e(', '.join(Path(s).name for s in report.sources))}"
             f"{f' (trend over {len(report.previous_sources)} earlier journals)' if report.previous_sources else ''}; "
             f"Prefect {e(', '.join(versions) or '—')}</p><div class='counts'>{summary}</div>{problems}</header><main>"
+            f"{found_section(report)}"
             f"<h2 id='matrix-h'>Matrix</h2>{sections['matrix']}"
             f"<h2>Figures</h2>{sections['figures']}"
             f"<h2>Claims</h2>{sections['claims']}"
             f"<h2>Trend</h2>{sections['trend']}"
             + (f"<h2>Seeded regressions</h2>{mutants_section(mutants)}" if mutants else "") +
-            f"<h2>Scenarios</h2><p class='small muted noprint'>Failed and unknown scenarios are open; click any "
+            f"<h2>Scenarios</h2><p class='small muted noprint'>Failed and unknown scenarios, and those that refuted their "
+            f"claim, are open; click any "
             f"other to see its timeline.</p>{legend()}{''.join(details)}</main>")
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"

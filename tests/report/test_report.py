@@ -296,3 +296,17 @@ def test_a_cell_says_what_its_claim_did_and_how_fast_prefect_detected_and_a_zero
     assert "claim <b>refuted</b>" in cells[0] and "detected 0.1 s" in cells[0]
     assert "claim" not in cells[1] and "detected" not in cells[1]  # no claim, nothing detected: nothing said
     assert '<span class="v-zero">0 FAIL</span>' in page and '<span class="v-pass">2 pass</span>' in page
+
+
+def test_the_page_opens_with_what_the_run_found_and_a_refuting_case_is_open(tmp_path):
+    j = journal(tmp_path / "j.jsonl", entry(claim={"text": "retries kick in", "source": "docs"}, claim_verdict="refuted"),
+                entry(scenario="oom-b", kinds=("oom",), outcome="fail"), entry(scenario="quiet-c"))
+    page = htmlreport.render(build([j]))
+    found = page[page.index("What this run found"):page.index("id='matrix-h'")]
+    assert "<strong>Refuted</strong>: “retries kick in”" in found and "href='#" in found
+    assert "main run: run_count 1, expected 2" in found  # why, in a word
+    assert "oom-b on local</a> (FAIL)" in found and "quiet-c" not in found
+    opened = re.findall(r'<details class="scenario" id="([^"]+)"[^>]*\bopen>', page)
+    assert any("kill-a" in i for i in opened) and any("oom-b" in i for i in opened)
+    assert not any("quiet-c" in i for i in opened)
+    assert "What this run found" not in htmlreport.render(build([journal(tmp_path / "k.jsonl", entry())]))
