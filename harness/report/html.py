@@ -70,7 +70,13 @@ SCRIPT = """
     });
     document.getElementById('shown').textContent=shown;
   }
-  sel.forEach(function(s){s.addEventListener('change',apply)});
+  var body=document.querySelector('#matrix tbody'),order=body?Array.prototype.slice.call(body.rows):[];
+  function sort(){
+    var k=document.getElementById('f-sort').value,rows=order.slice();
+    if(k)rows.sort(function(a,b){return parseFloat(b.dataset[k])-parseFloat(a.dataset[k])});
+    rows.forEach(function(r){body.appendChild(r)});
+  }
+  sel.forEach(function(s){s.addEventListener('change',s.id==='f-sort'?sort:apply)});
   window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true})});
   apply();
 })();
@@ -115,6 +121,9 @@ def matrix(report: Report) -> str:
            f'<label>verdict <select id="f-verdict"><option value="">all</option>{opts(["pass", "fail", "unknown", "mixed"])}</select></label>',
            f'<label>backend <select id="f-backend"><option value="">all</option>{opts(backends)}</select></label>',
            f'<label>fault <select id="f-fault"><option value="">all</option>{opts(kinds)}</select></label>',
+           '<label>sort <select id="f-sort"><option value="">as the matrix</option>'
+           '<option value="settle">time to settle, longest first</option>'
+           '<option value="detect">time to detect, slowest first</option></select></label>',
            f'<span class="muted small"><span id="shown">{len(report.rows)}</span> of {len(report.rows)} scenarios shown</span></div>',
            f'<div class="scroll"><table id="matrix"><thead><tr><th>scenario</th>{head}<th>faults</th></tr></thead><tbody>']
     titles = report.titles()
@@ -123,7 +132,11 @@ def matrix(report: Report) -> str:
         verdicts = sorted({c.summary for c in cells if c} | {o for c in cells if c for o in c.outcomes})
         backends_here = sorted({c.latest.backend for c in cells if c})
         faults = report.row_faults(s)
+        sort_keys = {name: max((v for c in cells if c and isinstance(v := c.latest.figures.get(f"time_to_{name}"),
+                                                                             (int, float))), default=-1)
+                     for name in ("settle", "detect")}  # the row's slowest cell; -1: none measured
         out.append(f'<tr data-row data-verdicts="{e(" ".join(verdicts))}" data-backends="{e(" ".join(backends_here))}" '
+                   f'data-settle="{sort_keys["settle"]:g}" data-detect="{sort_keys["detect"]:g}" '
                    f'data-faults="{e(" ".join(faults))}"><td><strong>{e(s)}</strong><br>'
                    f'<span class="small muted title">{e(titles.get(s))}</span></td>'
                    + "".join(_cell(report, s, c) for c in report.columns)

@@ -79,6 +79,17 @@ def test_report_in_headless_chromium(chromium, tmp_path):
                 {s for (s, (b, _)) in report.cells if b == "local"})
             page.select_option("#f-backend", "")
 
+            # sorting: the slowest detection first, then back to the matrix's own order
+            first = rows.nth(0).get_attribute("data-row-id") or rows.nth(0).inner_text()
+            page.select_option("#f-sort", "detect")
+            detect = [float(rows.nth(r).get_attribute("data-detect")) for r in range(rows.count())]
+            assert detect == sorted(detect, reverse=True) and max(detect) > 0
+            page.select_option("#f-sort", "settle")
+            settle = [float(rows.nth(r).get_attribute("data-settle")) for r in range(rows.count())]
+            assert settle == sorted(settle, reverse=True)
+            page.select_option("#f-sort", "")
+            assert (rows.nth(0).get_attribute("data-row-id") or rows.nth(0).inner_text()) == first
+
             REPORTS_DIR.mkdir(exist_ok=True)
             shot = REPORTS_DIR / "report-screenshot.png"
             page.screenshot(path=str(shot), full_page=True)
