@@ -81,8 +81,7 @@ def unmatched(args: argparse.Namespace) -> str | None:
     when every one selects something (or the matrix has errors: pytest's session names them all)."""
     import difflib
 
-    from harness.model.fields import BACKENDS
-    from harness.model.matrix import MatrixError, load_matrix, select
+    from harness.model.matrix import MatrixError, elsewhere, load_matrix, select
 
     try:
         scenarios = load_matrix(args.matrix)
@@ -92,11 +91,11 @@ def unmatched(args: argparse.Namespace) -> str | None:
     for pattern in args.scenario or []:
         if select(scenarios, [pattern], backends, tier):
             continue
-        elsewhere = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS), tier)})
+        others, in_full = elsewhere(scenarios, pattern, backends, tier)
         near = difflib.get_close_matches(pattern, [s.id for s in scenarios], n=3, cutoff=0.6)
-        if elsewhere:
-            hint = f"it does on {', '.join(elsewhere)}: add --backend {elsewhere[0]}"
-        elif tier == "quick" and select(scenarios, [pattern], backends, "full"):
+        if others:
+            hint = f"it does on {', '.join(others)}: add --backend {others[0]}"
+        elif in_full:
             hint = "it is not in the quick tier"
         elif near:
             hint = f"did you mean {' or '.join(near)}?"

@@ -17,7 +17,7 @@ import pytest
 from harness.model import journal as journal_mod
 from harness.model.fields import BACKENDS
 from harness.model.journal import JOURNAL_ENV
-from harness.model.matrix import MatrixError, load_matrix, select
+from harness.model.matrix import MatrixError, elsewhere, load_matrix, select
 from harness.paths import PACKAGE, ROOT
 
 pytest_plugins = ["harness.fixtures"]
@@ -143,11 +143,9 @@ def _check_patterns(scenarios: list, matrix: Path, patterns: list[str], backends
     for pattern in patterns:
         if select(scenarios, [pattern], backends, tier):
             continue
-        elsewhere = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS), tier)})
-        where = (f" on {', '.join(backends)} (it does on {', '.join(elsewhere)}: add --chaos-backend)" if elsewhere
-                 else "")
-        if not where and tier != "full" and select(scenarios, [pattern], backends):
-            where = f" in the {tier} tier (it does in the full tier: drop --chaos-tier)"
+        others, in_full = elsewhere(scenarios, pattern, backends, tier)
+        where = (f" on {', '.join(backends)} (it does on {', '.join(others)}: add --chaos-backend)" if others
+                 else f" in the {tier} tier (it does in the full tier: drop --chaos-tier)" if in_full else "")
         raise pytest.UsageError(f"--chaos-scenario {pattern!r} matches no scenario of {matrix}{where}")
 
 

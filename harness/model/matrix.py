@@ -190,3 +190,14 @@ def select(scenarios: list[Scenario], patterns: list[str] | None, backends: list
             continue
         pairs.extend((s, b) for b in s.backends if b in backends)
     return pairs
+
+
+def elsewhere(scenarios: list[Scenario], pattern: str, backends: list[str], tier: str = "full"
+              ) -> tuple[list[str], bool]:
+    """Where a pattern that selects nothing on ``backends`` in ``tier`` does select something:
+    the other backends that have it (in that tier), and whether the full tier has it on these
+    backends.  (The CLI and the plugin each word the hint in their own flags.)"""
+    from harness.model.fields import BACKENDS
+
+    others = sorted({b for _, b in select(scenarios, [pattern], list(BACKENDS), tier)})
+    return others, tier != "full" and bool(select(scenarios, [pattern], backends, "full"))
