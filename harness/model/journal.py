@@ -73,6 +73,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # concurrent cases append whole lines, one at a time
         self.lines: dict[str, int] = {}  # a written case's instance -> its line number
+        self._counted = (0, 0)  # (offset, lines before it): the file is counted on from there only
 
     def write(self, entry: dict[str, Any]) -> int:
         """Append ``entry``; its line number in the file (other processes may append too)."""
@@ -83,11 +84,15 @@ class Journal:
         data = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             end = self._append(data)
-        with open(self.path, "rb") as f:  # the lines up to this one's end
-            seen, count = 0, 0
-            while seen < end and (chunk := f.read(min(1 << 20, end - seen))):
-                seen += len(chunk)
-                count += chunk.count(b"\n")
+            seen, count = self._counted
+            if end < seen:  # the file was replaced or cut: count it from its start
+                seen, count = 0, 0
+            with open(self.path, "rb") as f:  # the lines up to this one's end (other processes' too)
+                f.seek(seen)
+                while seen < end and (chunk := f.read(min(1 << 20, end - seen))):
+                    seen += len(chunk)
+                    count += chunk.count(b"\n")
+            self._counted = (seen, count)
         if entry.get("instance"):
             self.lines[entry["instance"]] = count
         return count
