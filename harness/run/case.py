@@ -159,7 +159,7 @@ def _watch(system: System, deployed: Deployed, scenario: Scenario, run_ids: list
 def _told(kind: str, scenario: Scenario, system: System, record: Any, started: float) -> None:
     """A fault's inject or heal, on the console (``harness.run.progress``)."""
     at = (record.injected_at if kind == "fault" else record.healed_at) or time.time()
-    progress.emit(kind, case=f"{scenario.id}@{getattr(system, 'name', '?')}", kind=record.kind, target=record.target,
+    progress.emit(kind, case=f"{scenario.id}@{system.name}", kind=record.kind, target=record.target,
                   at=at - started, error=record.error)
 
 

@@ -175,7 +175,7 @@ def test_the_time_a_heal_takes_does_not_count_against_the_bound(monkeypatch):
     original_heal = fault.heal
     fault.heal = lambda: (original_heal(), healed.append(time.time()))[0]
     monkeypatch.setattr(observe, "snapshots", snapshots)
-    system = SimpleNamespace(api=None, fault=lambda spec, deployed, run_id: fault)
+    system = SimpleNamespace(name="local", api=None, fault=lambda spec, deployed, run_id: fault)
     armed = arm(row, ["r0"])
     # heal at 0.5 s + 1.5 s of healing, settled 1.5 s later: 3.5 s, past the 2.5 s bound but within
     # the bound moved by the heal's 1.5 s
