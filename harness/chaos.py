@@ -101,6 +101,7 @@ class Result:
     parameters: dict[str, Any]
     env: dict[str, str]
     storage: Path  # the result storage its runs used (a rerun uses it too)
+    config: dict[str, Any] = field(default_factory=dict)  # the run's config fields (a rerun keeps them)
     history: History = field(init=False)
 
     def __post_init__(self) -> None:
@@ -231,9 +232,11 @@ class Chaos:
                          config, storage=None)
 
     def rerun(self, result: Result, bound: float = 120, name: str | None = None) -> Result:
-        """The same flow with the same parameters and result storage, no faults: a new flow run,
-        as a user starts one after a crash (so what its tasks cached is found again)."""
-        return self._run(result.flow, result.parameters, [], bound, result.env, name, {}, storage=result.storage)
+        """The same flow with the same parameters, config (its image, heartbeats...) and result
+        storage, no faults: a new flow run, as a user starts one after a crash (so what its tasks
+        cached is found again)."""
+        return self._run(result.flow, result.parameters, [], bound, result.env, name, result.config,
+                         storage=result.storage)
 
     def _run(self, flow: str, parameters: dict[str, Any], faults: list[dict[str, Any]], bound: float,
              env: dict[str, str], name: str | None, config: dict[str, Any], storage: Path | None) -> Result:
@@ -255,6 +258,6 @@ class Chaos:
             "expect": {"settle_within_seconds": bound},
         })
         entry = run_scenario(scenario, self.system, self.journal, self.prefect_version)
-        result = Result(entry, flow, parameters, env, storage)
+        result = Result(entry, flow, parameters, env, storage, config)
         self.results.append(result)
         return result

@@ -343,12 +343,14 @@ class SharedWorker:
 
 
 def register(api: PrefectAPI, scenario: Scenario, instance: str, pool: str, job: dict[str, Any], home: Path,
-             queue: str | None = None) -> tuple[str, str | None]:
-    """The scenario's deployment (and its zombie automation, if asked for): (deployment id, automation id)."""
+             queue: str | None = None, directory: Path | None = None) -> tuple[str, str | None]:
+    """The scenario's deployment (and its zombie automation, if asked for): (deployment id, automation id).
+    ``directory`` is where the flow run finds the code, where that is not ``workload.directory``
+    (kind: a copy in the directory every node shares)."""
     workload = scenario.workload
     deployment_id = api.create_deployment(
         flow_name=workload.flow_name, name=instance, pool=pool, entrypoint=workload.entrypoint,
-        directory=str(workload.directory), parameters=workload.parameters_for(home), job_variables=job,
+        directory=str(directory or workload.directory), parameters=workload.parameters_for(home), job_variables=job,
         tags=["chaos", instance], queue=queue)
     automation = None
     if scenario.config.zombie_automation_within is not None:
@@ -372,7 +374,7 @@ def unregister(api: PrefectAPI, automation: str | None, deployment_id: str, pool
 def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_type: str,
                         job_variables: Callable[[Path, Path], dict[str, Any]], remove_leftovers: Callable[[], None],
                         worker: Callable[[Path, str], Any] | None = None, restart_behind_proxy: bool = True,
-                        **extra: Any) -> Iterator[Deployed]:
+                        directory: Path | None = None, **extra: Any) -> Iterator[Deployed]:
     """One scenario's worker, deployment and automation, and their certain removal, on any backend.
 
     ``system`` has ``api``, ``server.api_url``, ``env``, ``workdir`` and ``workers``, and
@@ -382,7 +384,7 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
     starts a worker that is not a host process (anything with ``stop(grace=)``).  A case whose row
     needs no worker of its own (``Scenario.own_worker``) gets a queue in the shared worker's pool.
     Its clients talk through a fault proxy if it has an API fault, or (``restart_behind_proxy``)
-    restarts the server (``ServerRestart``)."""
+    restarts the server (``ServerRestart``).  ``directory``: as ``register``'s."""
     home = system.workdir / instance
     home.mkdir(parents=True)
     pool, queue = f"chaos-{instance}", None
@@ -414,7 +416,8 @@ def scenario_deployment(system: Any, scenario: Scenario, instance: str, worker_t
     try:
         job = job_variables(home, deployed.ledger)
         job["env"] = {**job.get("env", {}), "CHAOS_INSTANCE": instance}  # its flow runs, whatever worker starts them
-        deployed.deployment_id, automation = register(system.api, scenario, instance, pool, job, home, queue)
+        deployed.deployment_id, automation = register(system.api, scenario, instance, pool, job, home, queue,
+                                                        directory)
         yield deployed
     finally:
         for fault in deployed.extra["faults"]:

@@ -187,6 +187,9 @@ class Workload(_Model):
         return (self.flow.rsplit(":", 1)[1] if self.own else self.flow).replace("_", "-")
 
 
+_IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,254}(:[A-Za-z0-9_.-]{1,128})?(@sha256:[0-9a-f]{64})?")
+
+
 class JobConfig(_Model):
     """Job variables of the work pool; each backend maps them to its own mechanism."""
 
@@ -194,6 +197,17 @@ class JobConfig(_Model):
     command: str | None = None  # the flow-run command, e.g. "prefect flow-run execute"
     mem_limit: str | None = None
     backoff_limit: int | None = Field(None, ge=0)  # kind: the Job's backoffLimit (pods it may replace)
+    # docker and kind: the image flow runs start in (yours, with your flow's dependencies and
+    # Prefect), instead of the harness's own; it must be on this machine's Docker (the harness
+    # never pulls), and kind gets it by `kind load`. The local backend runs flows in its own Python.
+    image: str | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an image reference (name[:tag][@digest], e.g. my-etl:1.0)")
+        return value
 
     @field_validator("mem_limit")
     @classmethod
@@ -453,9 +467,6 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _own_flow_backends(self) -> "Scenario":
-        if self.workload.own and "kind" in self.backends:
-            raise ValueError("@backends: a flow of your own runs on local and docker; kind mounts only the harness's "
-                             "flows/ into its node (list local and/or docker)")
         if self.workload.own and (self.workload.task_workers or self.workload.foreign_task_workers):
             raise ValueError("@workload.task_workers: task workers serve the harness's own workloads' `work` task; a "
                              "flow of your own has none")

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,54 @@ def test_cpu_starve_of_a_container_throttles_it_live_and_lifts(client):
         assert starve.close() == {}  # lifted already
     finally:
         remove_labelled(client, labels)
+
+
+USER_FLOW = '''
+from pathlib import Path
+
+from prefect import flow, task
+
+
+@task
+def greet(out: str) -> str:
+    import greeting  # only the user's image has it
+
+    Path(out).write_text(greeting.WHO)
+    return greeting.WHO
+
+
+@flow
+def hello(out: str) -> str:
+    return greet(out)
+'''
+
+
+@pytest.mark.integration
+def test_a_flow_of_your_own_runs_in_your_own_image(client, chaos_session, tmp_path):
+    """``job.image``: the flow runs in the user's image (built here from the harness's, with a
+    module only it has on its own PYTHONPATH); the rerun keeps it; an absent image is an error
+    naming the field before any worker starts."""
+    from harness.chaos import Chaos
+
+    context = tmp_path / "image"
+    context.mkdir()
+    (context / "greeting.py").write_text("WHO = 'the user image'\n")
+    (context / "Dockerfile").write_text(f"FROM {engine.ensure_image(client)}\n"
+                                        "COPY greeting.py /opt/etl-lib/greeting.py\nENV PYTHONPATH=/opt/etl-lib\n")
+    tag = f"chaos-harness-test/user-image:{os.getpid()}"
+    client.images.build(path=str(context), tag=tag, pull=False, rm=True, network_mode="host")
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "hello.py").write_text(USER_FLOW)
+    entrypoint = f"{tmp_path / 'project' / 'hello.py'}:hello"
+    try:
+        with Chaos("docker", session=chaos_session) as chaos:
+            result = chaos.run(entrypoint, parameters={"out": "{case}/who.txt"}, job={"image": tag})
+            assert result.final == "COMPLETED", result.message
+            assert result.executions["greet"] == 1  # the tracer ran inside the user's image too
+            assert Path(result.parameters["out"]).read_text() == "the user image"
+            again = chaos.rerun(result)
+            assert again.final == "COMPLETED", again.message
+            with pytest.raises(ValueError, match=r"@config\.job\.image: chaos-harness-test/absent:1 is not present"):
+                chaos.run(entrypoint, parameters={"out": "{case}/who.txt"}, job={"image": "chaos-harness-test/absent:1"})
+    finally:
+        client.images.remove(tag, force=True)

@@ -443,25 +443,128 @@ def test_kind_only_faults_are_refused_on_other_backends(tmp_path):
     assert "scenario 'evict-locally': faults.0.kind: backend(s) local have no 'evict' fault" in str(err.value)
 
 
+# -- a flow of your own ---------------------------------------------------------------------------
+def test_an_own_flows_code_is_copied_where_every_node_looks_without_environments(tmp_path):
+    """A node sees only the session's shared directory: the flow's directory goes there, its
+    virtualenv, git history and caches left behind; staged once per session."""
+    from harness.backends.kind.system import stage_code
+    from harness.model.scenario import Workload
+
+    project = tmp_path / "project"
+    for rel in ("etl.py", "lib/helpers.py", ".venv/lib/big.py", ".git/HEAD", "lib/__pycache__/h.pyc"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("def etl(): pass\n" if rel == "etl.py" else "x = 1\n")
+    workload = Workload.model_validate({"flow": "etl.py:etl"}, context={"base": project})
+    shared = tmp_path / "shared" / "code"
+    staged = stage_code(workload, shared)
+    assert staged.parent == shared
+    assert sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file()) == ["etl.py", "lib/helpers.py"]
+    (project / "etl.py").write_text("def etl(): return 2\n")
+    assert stage_code(workload, shared) == staged  # once a session: a case does not copy it again
+
+
+def test_a_module_entrypoint_copies_its_package_only(tmp_path, monkeypatch):
+    from harness.backends.kind.system import stage_code
+    from harness.model.scenario import Workload
+
+    site = tmp_path / "site-packages"
+    (site / "mypipes").mkdir(parents=True)
+    (site / "mypipes" / "__init__.py").write_text("")
+    (site / "mypipes" / "nightly.py").write_text("def run(): pass\n")
+    (site / "otherpkg").mkdir()
+    (site / "otherpkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    staged = stage_code(Workload(flow="mypipes.nightly:run"), tmp_path / "code")
+    assert sorted(p.name for p in staged.iterdir()) == ["mypipes"]
+    assert (staged / "mypipes" / "nightly.py").is_file()
+
+
+def test_a_code_directory_too_large_to_copy_names_the_field(tmp_path):
+    from harness.backends.kind.system import stage_code
+    from harness.model.scenario import Workload
+
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "flow.py").write_text("def f(): pass\n")
+    (tmp_path / "big" / "data.bin").write_bytes(b"x" * 4096)
+    workload = Workload.model_validate({"flow": "big/flow.py:f"}, context={"base": tmp_path})
+    with pytest.raises(ValueError, match="@workload.path: .*big holds more than"):
+        stage_code(workload, tmp_path / "code", limit=1024)
+    assert not list((tmp_path / "code").iterdir())  # no half copy left to be taken for a whole one
+
+
+def test_an_own_flows_job_runs_from_the_copy_in_its_own_image(tmp_path, monkeypatch):
+    """The job variables a kind case registers for a flow of its own: its image (loaded into the
+    nodes once), the staged code first on the path, then the harness, then the image's own path."""
+    from harness.backends.kind.system import KindSystem
+    from harness.model.scenario import Scenario
+
+    (tmp_path / "etl.py").write_text("def etl(): pass\n")
+    scenario = Scenario.model_validate({
+        "id": "mine", "title": "mine", "backends": ["kind"], "workload": {"flow": "etl.py:etl"},
+        "config": {"job": {"image": "my-etl:1.0"}}, "expect": {"final": "COMPLETED", "settle_within_seconds": 60}},
+        context={"base": tmp_path})
+    loads: list[str] = []
+    system = KindSystem.__new__(KindSystem)
+    system.image, system.loaded, system.ns, system.session = "chaos-harness/prefect:x", {"chaos-harness/prefect:x"}, NS, SESSION
+    system.cluster = mock.Mock(load_image=loads.append)
+
+    class Image:
+        attrs = {"Config": {"Env": ["PATH=/usr/bin", "PYTHONPATH=/opt/etl-lib"]}}
+
+    system.docker = mock.Mock(images=mock.Mock(get=lambda ref: Image()))
+    code = tmp_path / "staged"
+    for _ in range(2):
+        job = system._job_variables(scenario, INSTANCE, tmp_path / "home", tmp_path / "home" / "ledger.jsonl", code)
+    assert job["image"] == "my-etl:1.0" and loads == ["my-etl:1.0"]
+    path = job["env"]["PYTHONPATH"].split(os.pathsep)
+    assert path[1] == str(code) and path[-1] == "/opt/etl-lib" and path[0].endswith("/tracer")
+
+
 # -- a real cluster --------------------------------------------------------------------------------
-@pytest.mark.kind
-@pytest.mark.integration
-def test_a_scenario_runs_on_a_real_kind_cluster(chaos_session, chaos_journal):
-    """kill-flow-process on a kind cluster the harness creates; skips, saying why, where kind
-    cannot start one (no kind binary and no download, no Docker, no node image)."""
+def kind_system(chaos_session):
+    """The session's kind system; skips, saying why, where kind cannot start a cluster (no kind
+    binary and no download, no Docker, no node image), unless CHAOS_REQUIRE_BACKENDS names kind."""
     from harness.backends import Unavailable
-    from harness.run.case import run_scenario
 
     if os.environ.get("CHAOS_KIND_SKIP"):
         pytest.skip("CHAOS_KIND_SKIP is set")
     try:
-        system = chaos_session.system("kind")
+        return chaos_session.system("kind")
     except Unavailable as exc:
         if "kind" in os.environ.get("CHAOS_REQUIRE_BACKENDS", "").split(","):
             pytest.fail(f"kind is required but no cluster could start: {exc}", pytrace=False)
         pytest.skip(f"no kind cluster can start here: {exc}")
+
+
+@pytest.mark.kind
+@pytest.mark.integration
+def test_a_scenario_runs_on_a_real_kind_cluster(chaos_session, chaos_journal):
+    """kill-flow-process on a kind cluster the harness creates."""
+    from harness.run.case import run_scenario
+
+    system = kind_system(chaos_session)
     scenario = next(s for s in load_matrix(SCENARIOS_DIR)
                     if s.id == "kill-flow-process")
     result = run_scenario(scenario, system, chaos_journal)
     assert result["history"]["faults"][0]["detail"]["api"] == "delete"
     assert result["verdict"]["outcome"] in ("pass", "fail")  # measured; the matrix says which
+
+
+@pytest.mark.kind
+@pytest.mark.integration
+def test_a_flow_of_your_own_runs_on_a_real_kind_cluster(chaos_session, tmp_path):
+    """A flow in a directory no node mounts: its code is copied where the pods look, it runs,
+    the tracer counts its task, and it writes into its case directory on the host."""
+    from harness.chaos import Chaos
+
+    kind_system(chaos_session)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "hello.py").write_text(
+        "from pathlib import Path\nfrom prefect import flow, task\n\n\n@task\ndef greet(out: str) -> None:\n"
+        "    Path(out).write_text('hello from a pod')\n\n\n@flow\ndef hello(out: str) -> None:\n    greet(out)\n")
+    with Chaos("kind", session=chaos_session) as chaos:
+        result = chaos.run(f"{project / 'hello.py'}:hello", parameters={"out": "{case}/out.txt"}, bound=300)
+    assert result.final == "COMPLETED", result.message
+    assert result.executions["greet"] == 1
+    assert Path(result.parameters["out"]).read_text() == "hello from a pod"

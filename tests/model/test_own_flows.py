@@ -83,12 +83,26 @@ def test_a_flow_that_cannot_be_found_is_named_with_the_row_and_the_field(tmp_pat
     assert "m.yaml: scenario 'my-flow': workload.flow" in text and says in text, text
 
 
-def test_an_own_flow_is_refused_on_kind_and_with_task_workers(tmp_path):
+def test_an_own_flow_runs_on_every_backend_but_is_refused_with_task_workers(tmp_path):
     (tmp_path / "nightly.py").write_text(FLOW)
-    assert "a flow of your own runs on local and docker" in errors(matrix(tmp_path, "nightly.py:nightly",
-                                                                          backends="[local, kind]"))
+    (scenario,) = load_matrix(matrix(tmp_path, "nightly.py:nightly", backends="[local, docker, kind]"))
+    assert scenario.backends == ["local", "docker", "kind"]
     assert "workload.task_workers" in errors(matrix(tmp_path, "nightly.py:nightly", ", task_workers: 2"))
     assert "only a flow of your own" in errors(matrix(tmp_path, "pipeline", ", path: ."))
+
+
+@pytest.mark.parametrize("image, ok", [("my-etl:1.0", True), ("registry.local:5000/team/etl:2024.06-RC1", True),
+                                       ("etl@sha256:" + "a" * 64, True), ("My-ETL", False), ("etl 1", False),
+                                       ("", False), ("etl:" + "X" * 129, False)])
+def test_a_rows_own_image_is_an_image_reference(tmp_path, image, ok):
+    (tmp_path / "nightly.py").write_text(FLOW)
+    path = matrix(tmp_path, "nightly.py:nightly")
+    path.write_text(path.read_text().replace("  expect:", f"  config: {{job: {{image: '{image}'}}}}\n  expect:"))
+    if ok:
+        (scenario,) = load_matrix(path)
+        assert scenario.config.job.image == image
+    else:
+        assert "scenario 'my-flow': config.job.image" in errors(path) and "not an image reference" in errors(path)
 
 
 def test_a_relative_entrypoint_needs_a_matrix_file():

@@ -301,6 +301,28 @@ def ensure_image(client, log=sys.stderr) -> str:
     return _configured(client, IMAGE_ENV) or build_image(client, log=log)
 
 
+def flow_image(client, scenario, default: str) -> str:
+    """The image a scenario's flow runs start in: its ``job.image`` (which must be present, as a
+    configured image must: nothing is pulled) or ``default``, the harness's own."""
+    image = scenario.config.job.image
+    if image is None:
+        return default
+    if not _present(client, image):
+        raise ValueError(f"scenario {scenario.id}: @config.job.image: {image} is not present on this machine's "
+                          f"Docker and the harness never pulls: build it, or run 'docker pull {image}' first")
+    return image
+
+
+def image_env(client, image: str, name: str) -> str | None:
+    """A variable of an image's own environment (its ``ENV``): the harness's job variables
+    replace a variable of the same name, so what it adds to one (``PYTHONPATH``) keeps the image's."""
+    for pair in (client.images.get(image).attrs.get("Config") or {}).get("Env") or []:
+        key, _, value = pair.partition("=")
+        if key == name:
+            return value
+    return None
+
+
 def _configured(client, env: str) -> str | None:
     """The image ``env`` names, which must be present: nothing is ever pulled implicitly."""
     configured = os.environ.get(env)

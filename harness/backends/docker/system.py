@@ -236,12 +236,14 @@ class DockerSystem(SharedFaults):
     # -- deployment ---------------------------------------------------------------------------
     def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
         cfg = scenario.config
+        image = engine.flow_image(self.client, scenario, self.image)
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",  # as on local; a scenario's env may override it
                **flow_env(scenario, ledger, home / "results",
-                          os.pathsep.join([str(scenario.workload.directory), IN_CONTAINER_PKG_ROOT]),
+                          os.pathsep.join([str(scenario.workload.directory), IN_CONTAINER_PKG_ROOT,
+                                           *filter(None, [engine.image_env(self.client, image, "PYTHONPATH")])]),
                           f"{IN_CONTAINER_PKG_ROOT}/harness")}
         job: dict[str, Any] = {
-            "image": self.image,
+            "image": image,
             "image_pull_policy": "Never",
             "network_mode": "host",
             "auto_remove": False,  # the harness reads OOMKilled and the exit code, then removes it

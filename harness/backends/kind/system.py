@@ -9,13 +9,17 @@ Per scenario: a ``kubernetes`` work pool whose base job template carries the sce
 (backoffLimit, restartPolicy, memory limit), served by a prefect-kubernetes worker running as a
 Deployment on its own node; the image is the harness's own, loaded into the nodes by ``kind load``.
 The workload, the ledger module and the scenario's ledger directory are host directories that
-every node mounts at the same path (kind ``extraMounts``), so the ledger needs no API.
+every node mounts at the same path (kind ``extraMounts``), so the ledger needs no API.  A flow of
+your own is copied into the session's directory (which every node mounts) and runs from there, in
+the harness's image or the row's ``job.image`` (``kind load``-ed into the nodes).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import zlib
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -30,12 +34,56 @@ from harness.backends.kind.cluster import KIND_NETWORK, KindCluster, Mount, owne
 from harness.backends.shared import ServerRestart, clean_env, flow_env, scenario_deployment
 from harness.model.faults import CancelRun
 from harness.model.fields import parse_bytes
-from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario
+from harness.model.scenario import FLOWS_DIR, FaultSpec, Scenario, Workload
 from harness.sut import caselogs, procs
 from harness.sut.api import APIError
 
 SHARED_DIR_ENV = "CHAOS_KIND_SHARED_DIR"  # an existing cluster's shared directory (see `harness kind config`)
 SETTLE_WAIT = 30.0  # a run reported terminal: its pod may still be terminating
+# never copied with a flow's code: environments, caches and history, which no flow run imports
+NOT_CODE = (".git", ".hg", ".venv", "venv", ".tox", ".nox", "node_modules", "__pycache__", "*.pyc",
+            ".mypy_cache", ".pytest_cache", ".ruff_cache", "reports")
+MAX_CODE_BYTES = 256 * 2**20
+
+
+def stage_code(workload: Workload, into: Path, limit: int = MAX_CODE_BYTES) -> Path:
+    """A copy of a flow of your own's code under ``into`` (a directory every node mounts at the
+    same path), which its flow runs use as their code directory: a node sees no other host path,
+    and a cluster that already exists cannot be given new mounts.  Copied: ``workload.path``, or
+    the entrypoint file's directory, or, for a module entrypoint, its top-level package only (its
+    directory is usually site-packages); without ``NOT_CODE``, and at most ``limit`` bytes."""
+    source = workload.directory
+    target = workload.flow.rsplit(":", 1)[0]
+    top = None if workload.path is not None or target.endswith(".py") else target.split(".")[0]
+    staged = into / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', source.name) or 'code'}-{zlib.crc32(str(source).encode()):08x}"
+    if staged.is_dir():
+        return staged
+    ignore = shutil.ignore_patterns(*NOT_CODE)
+    total = 0
+
+    def copy(src: str, dst: str) -> str:
+        nonlocal total
+        total += os.path.getsize(src)
+        if total > limit:
+            raise ValueError(f"@workload.path: {source} holds more than {limit // 2**20} MiB of files to copy onto "
+                             "the kind nodes; name the flow's own code directory in workload.path")
+        return shutil.copy2(src, dst)
+
+    part = staged.with_name(staged.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        if top is None:
+            shutil.copytree(source, part, ignore=ignore, copy_function=copy, symlinks=False)
+        elif (source / top).is_dir():
+            shutil.copytree(source / top, part / top, ignore=ignore, copy_function=copy, symlinks=False)
+        else:
+            part.mkdir(parents=True)
+            copy(str(source / f"{top}.py"), str(part / f"{top}.py"))
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    part.rename(staged)
+    return staged
 
 
 def default_job_template() -> dict[str, Any]:
@@ -140,6 +188,7 @@ class KindSystem:
         self.ns = f"chaos-{session}"
         self.env = clean_env(workdir / "home", session)  # makes home and its tmp
         self.workers: dict[str, Any] = {}
+        self.loaded: set[str] = set()  # images the nodes have
         self.recorders: dict[str, kube.PodRecorder] = {}
         self.cluster: KindCluster | None = None
         self.server: ServerContainer | None = None
@@ -149,6 +198,7 @@ class KindSystem:
             self.image = engine.ensure_image(self.docker)
             self.cluster = _options_cluster(session, workdir, self.mounts, options)
             self.cluster.load_image(self.image)
+            self.loaded.add(self.image)
             self.api_client = self.cluster.api_client()
             self.core, self.batch = k8s.CoreV1Api(self.api_client), k8s.BatchV1Api(self.api_client)
             self.apps, self.discovery = k8s.AppsV1Api(self.api_client), k8s.DiscoveryV1Api(self.api_client)
@@ -215,13 +265,22 @@ class KindSystem:
         limit = limits[0] if limits else scenario.config.job.mem_limit
         return str(parse_bytes(limit)) if limit else None  # bytes: "512m" means millibytes to Kubernetes
 
-    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
+    def _image(self, scenario: Scenario) -> str:
+        """The flow runs' image: the harness's own, or the row's ``job.image``, loaded into the nodes once."""
+        image = engine.flow_image(self.docker, scenario, self.image)
+        if image not in self.loaded:
+            self.cluster.load_image(image)
+            self.loaded.add(image)
+        return image
+
+    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path, code: Path) -> dict[str, Any]:
         cfg = scenario.config
+        image = self._image(scenario)
+        pythonpath = [str(code), str(HARNESS_PKG.parent), *filter(None, [engine.image_env(self.docker, image, "PYTHONPATH")])]
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",
-               **flow_env(scenario, ledger, home / "results", os.pathsep.join([str(FLOWS_DIR), str(HARNESS_PKG.parent)]),
-                          str(HARNESS_PKG))}
+               **flow_env(scenario, ledger, home / "results", os.pathsep.join(pythonpath), str(HARNESS_PKG))}
         job: dict[str, Any] = {
-            "image": self.image, "image_pull_policy": "Never", "namespace": self.ns, "env": env,
+            "image": image, "image_pull_policy": "Never", "namespace": self.ns, "env": env,
             "labels": manifests.session_labels(self.session, instance),
             "pod_watch_timeout_seconds": 120,
         }
@@ -230,6 +289,8 @@ class KindSystem:
 
     def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
         mem_limit = self._mem_limit(scenario)
+        # flows/ is mounted on every node; a flow of your own is copied where every node looks
+        code = stage_code(scenario.workload, self.workdir / "code") if scenario.workload.own else FLOWS_DIR
 
         def start_worker(home: Path, pool: str) -> WorkerDeployment:
             template = manifests.base_job_template(default_job_template(), self.session, instance, self.mounts,
@@ -248,8 +309,8 @@ class KindSystem:
 
         return scenario_deployment(
             self, scenario, instance, "kubernetes",
-            lambda home, ledger: self._job_variables(scenario, instance, home, ledger), remove_jobs,
-            worker=start_worker, restart_behind_proxy=False, mem_limit=mem_limit)
+            lambda home, ledger: self._job_variables(scenario, instance, home, ledger, code), remove_jobs,
+            worker=start_worker, restart_behind_proxy=False, directory=code, mem_limit=mem_limit)
 
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
         """The server container's log; with ``deployed``, its case's worker pod's and flow-run
