@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from harness.report.data import Cell, Entry, Report, build
 from harness.report.mutants import section as mutants_section
-from harness.report.svg import STATE_COLOURS, _fmt, _seconds, anchor, e, sparkline, timeline_svg
+from harness.report.svg import STATE_COLOURS, _fmt, _seconds, anchor, e, sparkline, timeline_html
 
 VERDICT_TEXT = {"pass": "pass", "fail": "FAIL", "unknown": "unknown", "mixed": "mixed"}
 CSS = """
@@ -47,6 +47,8 @@ details.scenario{border:1px solid var(--line);border-radius:6px;margin:.6em 0;pa
 details.scenario>summary{cursor:pointer;padding:.3em 0;font-weight:600}
 .diff td.bad{background:#fdecea}
 svg.timeline{width:100%;height:auto;max-width:1000px;display:block;margin:.4em 0}
+.tl.unfolded>svg.folded{display:none}
+g.fold:hover rect,g.fold:focus rect{stroke:#4e8fd6}
 svg text{font:11px system-ui,sans-serif;fill:#1d232a}
 ul.tight{margin:.2em 0;padding-left:1.2em}
 .problems{border-left:4px solid var(--unknown);background:#fff8e1;padding:.5em 1em;margin:.8em 0}
@@ -78,6 +80,13 @@ SCRIPT = """
   }
   sel.forEach(function(s){s.addEventListener('change',s.id==='f-sort'?sort:apply)});
   window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true})});
+  function fold(ev){
+    var t=ev.target.closest&&ev.target.closest('[data-unfold],[data-fold]');
+    if(!t||(ev.type==='keydown'&&ev.key!=='Enter'&&ev.key!==' '))return;
+    var tl=t.closest('.tl'),unfold=t.hasAttribute('data-unfold');
+    tl.classList.toggle('unfolded',unfold);tl.querySelector('.tl-full').hidden=!unfold;ev.preventDefault();
+  }
+  document.addEventListener('click',fold);document.addEventListener('keydown',fold);
   apply();
 })();
 """
@@ -347,7 +356,7 @@ def detail(entry: Entry, repeats: int, out_dir: Path | None = None) -> str:
             f'{f" — latest of {repeats} runs" if repeats > 1 else ""}</summary>'
             f'<p class="small muted">{e(entry.title)} · {e(entry.source)} · '
             f'{time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.started_at))}</p>'
-            f'{unverified}{timeline_svg(entry)}{reasons_html}'
+            f'{unverified}{timeline_html(entry)}{reasons_html}'
             f'<div class="scroll"><table class="diff"><thead><tr><th>expectation</th><th>expected</th><th>observed</th></tr>'
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>{claim}'
             + (f"<h3>State messages</h3><ul class='tight'>{''.join(messages)}</ul>" if messages else "")

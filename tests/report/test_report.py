@@ -5,12 +5,11 @@ import random
 import re
 
 import pytest
+from journal_lines import T, entry, journal  # shared with tests/run/test_shard.py
 
 from harness.cli import main
 from harness.report import html as htmlreport
 from harness.report.data import build
-
-from journal_lines import T, entry, journal  # shared with tests/run/test_shard.py
 
 
 def test_matrix_cells_per_backend_and_version_with_repeats(tmp_path):
@@ -310,3 +309,94 @@ def test_the_page_opens_with_what_the_run_found_and_a_refuting_case_is_open(tmp_
     assert any("kill-a" in i for i in opened) and any("oom-b" in i for i in opened)
     assert not any("quiet-c" in i for i in opened)
     assert "What this run found" not in htmlreport.render(build([journal(tmp_path / "k.jsonl", entry())]))
+
+
+# -- the timeline --------------------------------------------------------------------------------
+def _late_fault(kinds=("kill",), at=40.0, heal=None, target="flow-run", **extra):
+    """A case whose fault comes late (at 40 s of about 50): most of it is start-up."""
+    e = entry(kinds=kinds, **extra)
+    for f in e["history"]["faults"]:
+        f.update(injected_at=T + at, healed_at=None if heal is None else T + at + heal, target=target)
+    e["history"]["flow_runs"][0]["states"][-1]["timestamp"] = T + at + 8
+    return e
+
+
+def _x_of(svg_text, cls):
+    return [float(m) for m in re.findall(rf'<line class="{cls}" x1="([0-9.]+)"', svg_text)]
+
+
+def test_a_late_faults_timeline_folds_the_start_up_and_unfolds_on_click():
+    from harness.report import svg
+
+    e = _late_fault()
+    (case,) = build_entries(e)
+    folded, full = svg.timeline_svg(case, folded=True), svg.timeline_svg(case, folded=False)
+    assert 'class="timeline folded"' in folded and "data-unfold" in folded and "start-up 37s" in folded
+    (inject,) = _x_of(folded, "inject")
+    assert inject > svg.LEFT + svg.FOLD_WIDTH  # the fault is in the part drawn at full scale
+    assert inject - (svg.LEFT + svg.FOLD_WIDTH) < 0.3 * (svg.RIGHT - svg.LEFT)  # ...a few seconds after its start
+    (inject_full,) = _x_of(full, "inject")
+    assert inject_full > 0.7 * svg.RIGHT and "data-fold" in full and "data-unfold" not in full
+    page = svg.timeline_html(case)
+    assert page.index("timeline folded") < page.index('<div class="tl-full" hidden>')
+    # an early fault has nothing worth folding: one drawing, at full scale
+    (early,) = build_entries(_late_fault(at=4.0))
+    assert svg.fold_point(early) is None and svg.timeline_html(early).startswith("<svg")
+
+
+def test_fault_windows_are_spans_in_their_targets_lane_and_instant_faults_marks():
+    from harness.report import svg
+
+    (restart,) = build_entries(_late_fault(("restart-server",), heal=30, target="server"))
+    (api,) = build_entries(_late_fault(("api-error",), target="api"))
+    (db,) = build_entries(_late_fault(("restart-database",), heal=5, target="database"))
+    (kill,) = build_entries(_late_fault())
+    drawn = {name: svg.timeline_svg(c) for name, c in
+             (("restart", restart), ("api", api), ("db", db), ("kill", kill))}
+    lanes = {name: re.findall(r'class="lane-label" x="4" y="([0-9.]+)">([^<]+)<', s) for name, s in drawn.items()}
+    assert [label for _, label in lanes["kill"]] == ["flow main r1", "task step-1", "task step-2", "worker", "server"]
+    assert [label for _, label in lanes["db"]][-1] == "database"
+    for name, lane, label in (("restart", "server", "restart-server 30s"), ("api", "server", "api-error"),
+                              ("db", "database", "restart-database 5s")):
+        y = float(dict((lbl, yy) for yy, lbl in lanes[name])[lane]) - 14
+        window = re.search(r'<rect class="fault-window" data-kind="[^"]+" x="([0-9.]+)" y="([0-9.]+)" '
+                           r'width="([0-9.]+)"', drawn[name])
+        assert window and float(window[2]) == y + 1, name  # in its target's lane
+        assert f">{label}</text>" in drawn[name]
+    width = lambda s: float(re.search(r'class="fault-window"[^>]* width="([0-9.]+)"', s)[1])  # noqa: E731
+    assert width(drawn["api"]) > width(drawn["db"])  # unhealed: to the end of the case
+    assert "fault-window" not in drawn["kill"] and ">kill</text>" in drawn["kill"]
+
+
+@pytest.mark.parametrize("x", [150.0, 600.0, 960.0, 985.0])
+def test_a_label_stays_inside_the_drawing_wherever_its_point_is(x):
+    from harness.report import svg
+
+    for text in ("detected in 0.13s", "restart-database 120s", "a" * 200):
+        out = svg.placed(x, 20, text)
+        at = float(re.search(r'x="([0-9.]+)"', out)[1])
+        anchor_ = re.search(r'text-anchor="(\w+)"', out)[1]
+        shown = re.search(r">([^<]*)</text>", out)[1]
+        left, right = (at, at + svg.text_width(shown)) if anchor_ == "start" else (at - svg.text_width(shown), at)
+        assert svg.LEFT <= left and right <= svg.RIGHT + 20, (x, text, out)
+
+
+def test_lanes_for_task_workers_and_a_long_task_name_is_clipped_with_its_title():
+    from harness.report import svg
+
+    e = _late_fault()
+    e["history"]["infrastructure"] = [{"task_worker": "replica-1", "exit_code": None}]
+    e["history"]["ledger"][0]["task"] = "load-the-warehouse-table-from-the-staging-area"
+    (case,) = build_entries(e)
+    drawn = svg.timeline_svg(case)
+    assert ">task workers<" in drawn and "…<title>executions of task load-the-warehouse-table" in drawn
+
+
+def build_entries(*lines):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        report = build([journal(Path(d) / "j.jsonl", *lines)])
+    assert not report.problems, report.problems
+    return report.entries

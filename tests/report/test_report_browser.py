@@ -1,7 +1,8 @@
 """The report in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 Rendered from journals of real runs (tests/data: lines recorded by the harness on the docker and
-local backends, one of them a real failure).  Asserts on what the page shows and does, and saves
+local backends, one of them a real failure, and a quick tier on local with every kind of fault
+window).  Asserts on what the page shows and does, and saves
 a screenshot under reports/.  Installs Debian's chromium where it is missing and this is root;
 skips, saying why, where no Chromium can be had.
 """
@@ -36,10 +37,41 @@ def chromium() -> str:
     return path
 
 
+TIMELINE_CHECK = """svg => {
+  const box = svg.getBoundingClientRect(), out = [];
+  svg.querySelectorAll('text').forEach(t => {
+    const r = t.getBoundingClientRect();
+    if (r.width && (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1))
+      out.push('label ' + JSON.stringify(t.textContent) + ' overflows: ' + [r.left, r.right, box.left, box.right]);
+  });
+  const fold = svg.querySelector('g.fold rect'), from = fold ? fold.getBoundingClientRect().right : box.left;
+  svg.querySelectorAll('line.inject').forEach(l => {
+    const r = l.getBoundingClientRect();
+    if (r.left < from - 1 || r.right > box.right + 1) out.push('fault outside the visible part at ' + r.left);
+  });
+  return out;
+}"""
+
+
+def check_timelines(page) -> int:
+    """Every shown timeline: no label outside its drawing, every fault inside its visible part."""
+    checked = 0
+    svgs = page.locator("svg.timeline")
+    for i in range(svgs.count()):
+        svg = svgs.nth(i)
+        if svg.is_visible():
+            assert svg.evaluate(TIMELINE_CHECK) == [], svg.get_attribute("aria-label")
+            checked += 1
+    return checked
+
+
 def test_report_in_headless_chromium(chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    out, report = htmlreport.write([DATA / "journal-sample.jsonl"], tmp_path / "report.html",
+    # the sample's failures, and the quick tier on local (3.9.1): API faults, server and database
+    # restarts, CPU quotas, as spans in their lanes
+    out, report = htmlreport.write([DATA / "journal-sample.jsonl", DATA / "journal-quick-local.jsonl"],
+                                   tmp_path / "report.html",
                                    [DATA / "journal-earlier.jsonl"])
     failing_rows = {s for (s, _), c in report.cells.items() if c.summary == "fail"}
     assert report.entries and failing_rows and not report.problems  # the data really has a failure
@@ -61,7 +93,7 @@ def test_report_in_headless_chromium(chromium, tmp_path):
             # a timeline: an open (failed) scenario shows its SVG with state bands and the fault mark
             failed = page.locator("details.scenario[data-verdicts=fail]").first
             assert failed.get_attribute("open") is not None  # failures are open at once
-            svg = failed.locator("svg.timeline")
+            svg = failed.locator("svg.timeline").first  # the folded one, where it has a start-up to fold
             assert svg.is_visible()
             assert svg.locator("rect.state").count() >= 3 and svg.locator("line.inject").count() >= 1
             assert failed.locator("ul.reasons li").count() >= 1  # every difference spelled out
@@ -90,10 +122,25 @@ def test_report_in_headless_chromium(chromium, tmp_path):
             page.select_option("#f-sort", "")
             assert (rows.nth(0).get_attribute("data-row-id") or rows.nth(0).inner_text()) == first
 
+            # the timelines, at two widths, every case open: labels inside, faults in view
+            page.evaluate("document.querySelectorAll('details.scenario').forEach(d => d.open = true)")
             REPORTS_DIR.mkdir(exist_ok=True)
-            shot = REPORTS_DIR / "report-screenshot.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
+            for width in (1400, 900):
+                page.set_viewport_size({"width": width, "height": 1000})
+                assert check_timelines(page) >= len(report.entries)
+                shot = REPORTS_DIR / f"report-screenshot-{width}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 10_000
+
+            # a folded start-up unfolds on a click, and folds again
+            tl = page.locator("div.tl").first
+            folded, full = tl.locator("svg.timeline.folded"), tl.locator(".tl-full svg.timeline")
+            assert folded.is_visible() and not full.is_visible()
+            folded.locator("g.fold").click()
+            assert full.is_visible() and not folded.is_visible()
+            assert check_timelines(page) >= 1
+            full.locator("[data-fold]").click()
+            assert folded.is_visible() and not full.is_visible()
 
             # a phone's width: the page itself does not scroll sideways (the matrix scrolls in its box)
             phone = browser.new_page(viewport={"width": 390, "height": 800})
