@@ -191,7 +191,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # at once, longest first
     cases = by_system(cases) if config.getoption("--chaos-concurrency") <= 1 else plan(cases)
     config.stash[CASES_KEY] = cases
-    _console(config, cases)
+    _console(config, cases, {i.nodeid for i in items if _case_of(i) is not None},
+             any("chaos" in getattr(i, "fixturenames", ()) for i in items))
     rank = {(s.id, b): i for i, (s, b) in enumerate(cases)}
     # a stable sort: other tests keep their order, first
     items.sort(key=lambda item: -1 if (c := _case_of(item)) is None else rank[(c[0].id, c[1])])
@@ -227,16 +228,18 @@ CONSOLE_KEY = pytest.StashKey[object]()
 STARTED_KEY = pytest.StashKey[float]()
 
 
-def _console(config: pytest.Config, cases: list) -> None:
+def _console(config: pytest.Config, cases: list, nodeids: set[str], fixture_runs: bool = False) -> None:
     """Live progress (``harness.run.progress``) on the terminal, unless ``-q``: each case's start,
     faults and end here; under pytest-xdist the controller prints each case's end from its worker's
-    report (a worker's own lines would not reach the terminal)."""
+    report (a worker's own lines would not reach the terminal).  The cases' own dots (and their
+    file's name) are left out, unless ``-v``: they would break into those lines, which say more.
+    Runs of the ``chaos`` fixture have their lines too (not counted among the cases)."""
     import time
 
     from harness.run import progress
 
     config.stash[STARTED_KEY] = time.time()
-    if not cases or config.getoption("verbose", 0) < 0 or hasattr(config, "workerinput"):
+    if not (cases or fixture_runs) or config.getoption("verbose", 0) < 0 or hasattr(config, "workerinput"):
         return
     reporter = config.pluginmanager.getplugin("terminalreporter")
     if reporter is None:
@@ -246,6 +249,8 @@ def _console(config: pytest.Config, cases: list) -> None:
 
     def out(line: str) -> None:  # flushed: a pipe (a CI log) buffers, and a second Ctrl-C ends at once
         reporter.ensure_newline()
+        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0):  # after another test's dot
+            reporter.write("\n")
         reporter.write(line + "\n", flush=True)
 
     def write(line: str) -> None:
@@ -269,10 +274,27 @@ def _console(config: pytest.Config, cases: list) -> None:
     at_once = config.getoption("--chaos-concurrency") if not xdist else (xdist if isinstance(xdist, int) else 2)
     console = progress.Console(write, [(s.id, b) for s, b in cases], estimates, at_once)
     config.stash[CONSOLE_KEY] = console
+    if config.getoption("verbose", 0) == 0:
+        config.pluginmanager.register(_NoDots(nodeids), "chaos-no-dots")
+        reporter.showfspath = False  # nor the file name pytest writes before a file's first test
     if xdist:
         config.pluginmanager.register(_WorkerEnds(console), "chaos-worker-ends")
     else:
         progress.listen(console)
+
+
+class _NoDots:
+    """A case's passed or failed call reported with no letter: the terminal counts it in its
+    summary (and lists a failure there) but writes no dot; the console's end line stands for it."""
+
+    def __init__(self, nodeids: set[str]) -> None:
+        self.nodeids = nodeids
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report, config):  # noqa: ARG002
+        if report.when == "call" and report.nodeid in self.nodeids and report.outcome in ("passed", "failed"):
+            return report.outcome, "", ""
+        return None
 
 
 class _WorkerEnds:

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def validate(*paths):
     return subprocess.run([sys.executable, "-m", "harness", "validate", *map(str, paths)],
@@ -246,3 +248,22 @@ def test_list_prints_the_cases_a_run_would_run(capsys):
     assert lines[-1].startswith(f"{len(cases)} case(s)")
     row = next(line for line in lines if line.startswith("oom-container@docker"))
     assert " oom " in f" {row.split()[1]} " and '"Prefect reports an out-of-memory kill as such"' in row
+
+
+@pytest.mark.integration
+def test_a_runs_console_tells_each_case_in_plain_lines_with_no_dots_between(tmp_path, repo_root):
+    """A real case through `python -m harness run`, read as a CI log reads it (a pipe): its start,
+    its fault and its end, the count, the summary; no pytest dot or file name breaking into them,
+    no control character."""
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--scenario", "kill-flow-process",
+                           "--journal", str(tmp_path / "j.jsonl"), "--", "-p", "no:cacheprovider"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("  start   kill-flow-process@local"))
+    fault = next(i for i, l in enumerate(lines) if l.startswith("  fault   kill-flow-process@local  kill -> flow-run at +"))
+    end = next(i for i, l in enumerate(lines) if l.startswith("  end     kill-flow-process@local  PASS, final CRASHED"))
+    assert start < fault < end and lines[end + 1].startswith("[1/1] ")
+    assert "journal line 1" in lines[end]
+    assert not [l for l in lines if l.strip() in (".", "F") or l.startswith("harness/matrix_test.py")], done.stdout
+    assert "1 passed" in done.stdout and "\x1b" not in done.stdout

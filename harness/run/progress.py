@@ -108,9 +108,12 @@ class Console:
             self.ended(case, data.get("entry") or {}, data.get("line"))
 
     def ended(self, case: str, entry: dict[str, Any], line: int | None) -> None:
+        """A case's end line; then, for a case of the plan, the count and the time left (a run of
+        the ``chaos`` fixture is not one of the counted cases: its end line is all)."""
         with self._lock:
-            self.done += 1
             key = (entry.get("scenario"), entry.get("backend"))
+            planned = key in self.left
+            self.done += planned
             self.left.pop(key, None)
             self.since.pop(key, None)
             now = time.monotonic()
@@ -120,8 +123,9 @@ class Console:
             done, left = self.done, work / min(self.concurrency, max(1, len(self.left)))
         where = f" (journal line {line})" if line else ""
         self.write(f"  end     {case}  {end_summary(entry)}{where}")
-        self.write(f"[{done}/{self.total}] {clock(time.monotonic() - self.began)} elapsed"
-                   + (f", about {clock(left)} left" if self.left else ""))
+        if planned:
+            self.write(f"[{done}/{self.total}] {clock(time.monotonic() - self.began)} elapsed"
+                       + (f", about {clock(left)} left" if self.left else ""))
 
 
 def final_summary(entries: list[tuple[int, dict[str, Any]]]) -> list[str]:

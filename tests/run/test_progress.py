@@ -52,6 +52,15 @@ def test_the_time_left_divides_by_the_cases_at_once_and_ends_with_the_last():
     assert re.fullmatch(r"\[3/3\] 0:0\d elapsed", lines[-1])
 
 
+def test_a_run_of_the_chaos_fixture_has_its_end_line_but_is_not_counted_among_the_cases():
+    lines: list[str] = []
+    console = progress.Console(lines.append, [("a", "local")], {("a", "local"): 100.0})
+    console.ended("test-mine-1@local", entry("test-mine-1"), 4)
+    assert lines == [lines[0]] and lines[0].startswith("  end     test-mine-1@local  PASS")
+    console.ended("a@local", entry("a"), 5)
+    assert re.fullmatch(r"\[1/1\] 0:0\d elapsed", lines[-1])
+
+
 def test_a_listener_that_fails_never_reaches_the_case():
     def broken(kind, data):
         raise RuntimeError("a closed terminal")
