@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -262,6 +263,22 @@ def mutate(args: argparse.Namespace) -> int:
     return FAILED if bad else OK
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's, with a did-you-mean for a near miss among a flag's or a command's choices
+    (``--backend dockr``: did you mean 'docker'?), as Python 3.12's ``suggest_on_error`` gives."""
+
+    def error(self, message: str):  # type: ignore[override]
+        import difflib
+
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if found:
+            choices = re.findall(r"'([^']*)'", found[2])
+            near = difflib.get_close_matches(found[1], choices, n=1, cutoff=0.6)
+            if near:
+                message += f"; did you mean '{near[0]}'?"
+        super().error(message)
+
+
 def command(sub, name: str, does: str, writes: str) -> argparse.ArgumentParser:
     """A subcommand whose --help says what it does, what it writes and what its exit codes mean."""
     return sub.add_parser(name, help=does, description=f"{does[0].upper()}{does[1:]}. Writes: {writes}.",
@@ -269,12 +286,12 @@ def command(sub, name: str, does: str, writes: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=os.path.basename(sys.argv[0]) if os.path.basename(sys.argv[0]) == "chaos-harness" else "python -m harness",
         description="Crash-chaos harness for Prefect: run the expected-state matrix against a real Prefect server "
                     "and real workers, break them on cue, and report what held.",
         epilog=EXIT_CODES)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     v = command(sub, "validate", 'validate matrix files or directories',
                   'nothing; prints ok, or every error naming the file, the scenario and the field')
     v.add_argument("paths", nargs="+")

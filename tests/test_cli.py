@@ -233,7 +233,13 @@ def test_a_mistyped_selection_is_named_in_the_users_words(capsys):
 
     with pytest.raises(SystemExit) as bad:
         main(["run", "--backend", "bogus"])
-    assert bad.value.code == 2 and "argument --backend: invalid choice: 'bogus'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert bad.value.code == 2 and "argument --backend: invalid choice: 'bogus'" in err and "did you mean" not in err
+    for argv, near in ((["run", "--backend", "dockr"], "'docker'"), (["list", "--tier", "quik"], "'quick'"),
+                       (["lst"], "'list'")):
+        with pytest.raises(SystemExit) as bad:
+            main(argv)
+        assert bad.value.code == 2 and f"did you mean {near}?" in capsys.readouterr().err, argv
 
 
 def test_list_prints_the_cases_a_run_would_run(capsys):
