@@ -294,12 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     v = command(sub, "validate", 'validate matrix files or directories',
                   'nothing; prints ok, or every error naming the file, the scenario and the field')
-    v.add_argument("paths", nargs="+")
+    v.add_argument("paths", nargs="+", help="matrix files (.yaml) or directories of them")
     r = command(sub, "run", 'run the chaos matrix (extra arguments go to pytest)',
                   'reports/journal-<UTC time>.jsonl (one line per finished case) and reports/report-<UTC time>.html; prints both paths')
     r.add_argument("--backend", action="append", choices=BACKENDS, help="local (default), docker, kind")
     r.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
-    r.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    r.add_argument("--matrix", default=str(ROOT / "scenarios"), help="the matrix: a directory of YAML files, or one file (default: this repository's scenarios/)")
     r.add_argument("--journal", help="journal file (default: reports/journal-<UTC time>.jsonl)")
     r.add_argument("--keep-journals", type=int, metavar="N",
                    help="afterwards, keep only the newest N journals (and reports) beside this one")
@@ -332,14 +332,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --journal-out: afterwards keep only the newest N journals beside it")
     i = command(sub, "image", 'the Prefect image of the docker backend',
                   'a Docker image chaos-harness/prefect:<version>-<hash> (starting a Docker engine where none answers); prints its tag')
-    i.add_argument("action", choices=["build"])
+    i.add_argument("action", choices=["build"], help="build: the image of the installed Prefect, if not built yet")
     i.add_argument("--if-possible", action="store_true",
                    help="exit 0 when no engine can be had here (docker scenarios then skip, saying why)")
     b = command(sub, "bench", "measure the harness's own overhead, wall time, lag, memory and CPU",
                   'reports/bench-<UTC time>.json and reports/bench-journal-<UTC time>.jsonl; prints the figures and targets')
-    b.add_argument("--backend", default="local", choices=["local", "docker", "kind"])
+    b.add_argument("--backend", default="local", choices=["local", "docker", "kind"], help="the backend it measures (default local)")
     b.add_argument("--scenario", action="append", help="scenario id or glob (repeatable; default: all)")
-    b.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    b.add_argument("--matrix", default=str(ROOT / "scenarios"), help="the matrix: a directory of YAML files, or one file (default: this repository's scenarios/)")
     b.add_argument("--concurrency", default="auto", type=concurrency_arg,
                    help="cases at once, or auto (default): the least that could end within 2x the CPU floor, from "
                         "the newest earlier benchmark's CPU per case (without one, one per core)")
@@ -353,13 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--journal", help="print the figures of this journal's run instead of running cases")
     e = command(sub, "explore", 'randomized fault schedules (Hypothesis) on the local backend',
                   'reports/explore-seed<N>.yaml, the shrunk failing schedule as a scenario, when an invariant breaks')
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="Hypothesis's seed (default 0): the same seed draws the same schedules")
     e.add_argument("--examples", type=int, default=10, help="schedules to try (default 10)")
     e.add_argument("--steps", type=int, default=6, help="rules per schedule at most (default 6)")
     e.add_argument("--out", help="where to write the shrunk schedule (default reports/explore-seed<N>.yaml)")
     k = command(sub, "kind", "the kind backend's cluster config, for a cluster you create yourself",
                   'the config on stdout; creates the shared directory it mounts')
-    k.add_argument("action", choices=["config"])
+    k.add_argument("action", choices=["config"], help="config: print a kind cluster config with the mounts the harness needs")
     k.add_argument("--name", default="chaos-harness", help="the kind cluster's name")
     k.add_argument("--shared-dir", default=str(Path.home() / ".cache" / "chaos-harness" / "kind-shared"),
                    help="a host directory every node mounts at the same path (ledgers, results)")
@@ -373,19 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--backend", action="append", choices=BACKENDS, help="local (default), docker, kind")
     ls.add_argument("--scenario", action="append", help="scenario id or glob (repeatable)")
     ls.add_argument("--tier", choices=["quick", "full"], help="quick: the quick tier's rows; full (default): all")
-    ls.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    ls.add_argument("--matrix", default=str(ROOT / "scenarios"), help="the matrix: a directory of YAML files, or one file (default: this repository's scenarios/)")
     m = command(sub, "mutate", "run seeded regressions of the installed Prefect against the rows meant to catch them "
                                "(each in a throwaway environment of its own, local backend)",
                 "reports/mutate-<UTC time>.json; prints the table: mutant, rows, verdicts, caught or survived")
     m.add_argument("--mutant", action="append", help="a mutant's id (repeatable; default: the whole catalogue)")
     m.add_argument("--list", action="store_true", help="list the catalogue and exit")
-    m.add_argument("--matrix", default=str(ROOT / "scenarios"))
+    m.add_argument("--matrix", default=str(ROOT / "scenarios"), help="the matrix: a directory of YAML files, or one file (default: this repository's scenarios/)")
     m.add_argument("--no-baseline", action="store_true",
                    help="skip running the rows against the unpatched Prefect first")
     x = command(sub, "export-ctk", 'write a scenario as a Chaos Toolkit experiment (JSON)',
                   'the experiment to -o, or to stdout')
     x.add_argument("scenario", help="the scenario's id")
-    x.add_argument("--backend", default="local", choices=["local", "docker", "kind"])
+    x.add_argument("--backend", default="local", choices=["local", "docker", "kind"], help="the backend the experiment runs on (default local)")
     x.add_argument("--matrix", help="matrix file or directory (default: the repository's scenarios/)")
     x.add_argument("-o", "--output", help="the experiment file to write (default: stdout)")
     args, extra = parser.parse_known_args(argv)

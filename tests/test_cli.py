@@ -273,3 +273,24 @@ def test_a_runs_console_tells_each_case_in_plain_lines_with_no_dots_between(tmp_
     assert "journal line 1" in lines[end]
     assert not [l for l in lines if l.strip() in (".", "F") or l.startswith("harness/matrix_test.py")], done.stdout
     assert "1 passed" in done.stdout and "\x1b" not in done.stdout
+
+
+def test_every_option_of_every_subcommand_has_help_text(monkeypatch):
+    import argparse
+
+    from harness import cli
+
+    built = {}
+
+    def grab(self, args=None, namespace=None):
+        built["parser"] = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli.Parser, "parse_known_args", grab)
+    with pytest.raises(SystemExit):
+        cli.main(["list"])
+    (subs,) = [a for a in built["parser"]._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(subs.choices) == sorted(SUBCOMMANDS)
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, sub in subs.choices.items()
+               for a in sub._actions if not a.help]
+    assert missing == [], missing
