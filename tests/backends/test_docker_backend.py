@@ -66,6 +66,32 @@ def test_a_configured_image_is_never_pulled(monkeypatch, env, ensure, image):
         ensure(Client())
 
 
+def test_an_absent_image_of_a_row_is_its_error_before_any_worker_starts(monkeypatch, tmp_path):
+    import docker
+
+    from harness.backends.docker import system as docker_system
+    from harness.model.scenario import Scenario
+
+    class Images:
+        def get(self, tag):
+            raise docker.errors.ImageNotFound(tag)
+
+        def pull(self, *a, **k):  # pragma: no cover - the assertion is that this never runs
+            raise AssertionError("pulled")
+
+    monkeypatch.setattr(docker_system, "scenario_deployment", lambda *a, **k: pytest.fail("a worker was started"))
+    system = docker_system.DockerSystem.__new__(docker_system.DockerSystem)
+    system.client, system.image = type("Client", (), {"images": Images()})(), "chaos-harness/prefect:x"
+    (tmp_path / "etl.py").write_text("def etl(): pass\n")
+    scenario = Scenario.model_validate({
+        "id": "mine", "title": "mine", "backends": ["docker"], "workload": {"flow": "etl.py:etl"},
+        "config": {"job": {"image": "acme/etl:1.0"}}, "expect": {"final": "COMPLETED", "settle_within_seconds": 60}},
+        context={"base": tmp_path})
+    with pytest.raises(ValueError, match=r"scenario mine: @config\.job\.image: acme/etl:1\.0 is not present .* never "
+                                         r"pulls: build it, or run 'docker pull acme/etl:1\.0' first"):
+        system.deploy(scenario, "mine-1")
+
+
 # -- on a real engine ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -514,7 +514,9 @@ def test_an_own_flows_job_runs_from_the_copy_in_its_own_image(tmp_path, monkeypa
     system.docker = mock.Mock(images=mock.Mock(get=lambda ref: Image()))
     code = tmp_path / "staged"
     for _ in range(2):
-        job = system._job_variables(scenario, INSTANCE, tmp_path / "home", tmp_path / "home" / "ledger.jsonl", code)
+        image = system._image(scenario)
+        job = system._job_variables(scenario, INSTANCE, tmp_path / "home", tmp_path / "home" / "ledger.jsonl", code,
+                                    image)
     assert job["image"] == "my-etl:1.0" and loads == ["my-etl:1.0"]
     path = job["env"]["PYTHONPATH"].split(os.pathsep)
     assert path[1] == str(code) and path[-1] == "/opt/etl-lib" and path[0].endswith("/tracer")

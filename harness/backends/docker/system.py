@@ -234,9 +234,8 @@ class DockerSystem(SharedFaults):
         self.api = self.server.api
 
     # -- deployment ---------------------------------------------------------------------------
-    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path) -> dict[str, Any]:
+    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path, image: str) -> dict[str, Any]:
         cfg = scenario.config
-        image = engine.flow_image(self.client, scenario, self.image)
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",  # as on local; a scenario's env may override it
                **flow_env(scenario, ledger, home / "results",
                           os.pathsep.join([str(scenario.workload.directory), IN_CONTAINER_PKG_ROOT,
@@ -265,9 +264,10 @@ class DockerSystem(SharedFaults):
         return job
 
     def deploy(self, scenario: Scenario, instance: str) -> AbstractContextManager[Deployed]:
+        image = engine.flow_image(self.client, scenario, self.image)  # an absent one: before any worker starts
         return scenario_deployment(
             self, scenario, instance, "docker",
-            lambda home, ledger: self._job_variables(scenario, instance, home, ledger),
+            lambda home, ledger: self._job_variables(scenario, instance, home, ledger, image),
             lambda: remove_labelled(self.client, {SESSION_LABEL: self.session, INSTANCE_LABEL: instance}))
 
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:

@@ -273,9 +273,9 @@ class KindSystem:
             self.loaded.add(image)
         return image
 
-    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path, code: Path) -> dict[str, Any]:
+    def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path, code: Path,
+                       image: str) -> dict[str, Any]:
         cfg = scenario.config
-        image = self._image(scenario)
         pythonpath = [str(code), str(HARNESS_PKG.parent), *filter(None, [engine.image_env(self.docker, image, "PYTHONPATH")])]
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",
                **flow_env(scenario, ledger, home / "results", os.pathsep.join(pythonpath), str(HARNESS_PKG))}
@@ -291,6 +291,7 @@ class KindSystem:
         mem_limit = self._mem_limit(scenario)
         # flows/ is mounted on every node; a flow of your own is copied where every node looks
         code = stage_code(scenario.workload, self.workdir / "code") if scenario.workload.own else FLOWS_DIR
+        image = self._image(scenario)  # an absent one: before any worker starts
 
         def start_worker(home: Path, pool: str) -> WorkerDeployment:
             template = manifests.base_job_template(default_job_template(), self.session, instance, self.mounts,
@@ -309,7 +310,7 @@ class KindSystem:
 
         return scenario_deployment(
             self, scenario, instance, "kubernetes",
-            lambda home, ledger: self._job_variables(scenario, instance, home, ledger, code), remove_jobs,
+            lambda home, ledger: self._job_variables(scenario, instance, home, ledger, code, image), remove_jobs,
             worker=start_worker, restart_behind_proxy=False, directory=code, mem_limit=mem_limit)
 
     def log_sources(self, deployed: Deployed | None = None) -> dict[str, caselogs.Source]:
