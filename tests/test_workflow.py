@@ -113,12 +113,13 @@ def test_it_uses_only_the_projects_documented_commands(workflow, repo_root):
     for line in lines:
         # the machine-level wrapper (root, as the matrix was measured) is not a command of its own
         command = re.sub(r'^sudo --preserve-env=[\w,]+ env "PATH=\$PATH" ', "", line)
-        assert command.startswith(("pip install tox", "tox -e chaos-prefect", "tox -e report", "tox -e mutate")), line
+        assert command.startswith(("pip install tox", "tox -e chaos-prefect", "tox -e report", "tox -e mutate",
+                                   "tox -e kind-tests")), line
     chaos = next(line for line in run_lines(workflow) if "tox -e" in line)
     assert "tox -e chaos-prefect${{ matrix.cell.prefect }} -- --backend ${{ matrix.cell.backend }}" in chaos
     for documented in ("pip install tox", "tox -e chaos-prefect39", "--backend kind", "--chaos-kube-version",
                        "--keep-journals", "CHAOS_REQUIRE_BACKENDS", "--shard", "tox -e report", "--journal-out",
-                       "tox -e mutate"):
+                       "tox -e mutate", "tox -e kind-tests"):
         assert documented in readme, f"neither README nor docs/ documents {documented!r}"
     assert "--chaos-kube-version {0}', matrix.cell.kube" in chaos  # kind cells pass their Kubernetes version
 
@@ -169,3 +170,19 @@ def test_once_a_week_the_seeded_regressions_run_and_nothing_else(workflow, repo_
     assert line.endswith("tox -e mutate") and "mutate" in tox_envs(repo_root)
     upload = next(s for s in mutate["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()" and upload["with"]["path"] == "reports/mutate-*.json"
+
+
+def test_the_kind_cells_run_the_kind_backends_own_tests_once_per_kubernetes_version(workflow, repo_root):
+    """The tests marked kind (a flow of your own on a real cluster among them) skip in the default
+    test command here; a kind cell runs them where a cluster can start, failing if none can."""
+    (step,) = [s for s in workflow["jobs"]["chaos"]["steps"] if "kind-tests" in s.get("run", "")]
+    assert "matrix.cell.backend == 'kind'" in step["if"] and "matrix.shard == 1" in step["if"]
+    assert re.search(r"--preserve-env=\S*CHAOS_REQUIRE_BACKENDS", step["run"])
+    assert "--chaos-kube-version ${{ matrix.cell.kube }}" in step["run"]
+    assert "kind-tests" in tox_envs(repo_root)
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(repo_root / "tox.ini")
+    command = ini["testenv:kind-tests"]["commands"]
+    assert "-m kind" in command and "tests/backends/test_kind_backend.py" in command
+    kube = {c["kube"] for c in cells(workflow) if c["backend"] == "kind" and c["prefect"] == "39"}
+    assert len(kube) >= 2  # each Kubernetes version of the newest Prefect
