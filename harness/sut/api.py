@@ -39,10 +39,18 @@ def state_of(raw: dict[str, Any]) -> State:
                  timestamp=_epoch(raw["timestamp"]), message=raw.get("message"))
 
 
+# An idle connection is dropped by the client well before the server drops it: Prefect's server
+# (uvicorn) closes one idle for PREFECT_SERVER_API_KEEPALIVE_TIMEOUT (5 s), httpx keeps one 5 s
+# too, and a request sent on a connection the server is closing at that moment fails with
+# "Server disconnected without sending a response" (seen in CI on a direct call after a case).
+KEEPALIVE_EXPIRY = 1.0
+
+
 class PrefectAPI:
     def __init__(self, url: str, timeout: float = 5.0):
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout,
+                                 limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY))
 
     def close(self) -> None:
         self.http.close()
