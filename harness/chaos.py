@@ -29,6 +29,7 @@ import itertools
 import re
 import sys
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,12 +178,19 @@ def entrypoint(flow: Any) -> str:
 
 
 _SLUG = re.compile(r"[^a-z0-9]+")
+SLUG_MAX = 60  # characters of a test's name in its runs' ids (the matrix's ids allow 100)
 
 
-def case_id(name: str) -> str:
-    """A matrix id from a test's name: lowercase words joined by '-'."""
-    slug = _SLUG.sub("-", name.lower()).strip("-")[:60].strip("-")
-    return slug if slug and slug[0].isalpha() else f"case-{slug}".strip("-")
+def case_id(name: str, n: int | None = None) -> str:
+    """A matrix id from a test's name and the run's number in it: lowercase words joined by '-'.
+    A long name is cut and a hash of the whole of it put in place of the rest, so two names that
+    differ only past the cut (parametrized tests) stay two ids, and the number is never cut off:
+    the journal and the report tell a test's runs (a run and its rerun) apart by their ids."""
+    slug = _SLUG.sub("-", name.lower()).strip("-")
+    if len(slug) > SLUG_MAX:
+        slug = f"{slug[:SLUG_MAX - 9].strip('-')}-{zlib.crc32(name.encode()):08x}"
+    slug = slug if slug and slug[0].isalpha() else f"case-{slug}".strip("-")
+    return slug if n is None else f"{slug}-{n}"
 
 
 class Chaos:
@@ -250,7 +258,7 @@ class Chaos:
         storage = storage or case_dir / "results"
         storage.mkdir(parents=True, exist_ok=True)
         scenario = Scenario.model_validate({
-            "id": case_id(f"{name or self.name}-{n}"), "title": f"{flow} under {len(faults)} fault(s)",
+            "id": case_id(name or self.name, n), "title": f"{flow} under {len(faults)} fault(s)",
             "backends": [self.backend],
             "workload": {"flow": flow, "parameters": parameters},
             "config": {**config, "env": {**env, "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(storage)}},

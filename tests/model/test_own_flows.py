@@ -136,3 +136,21 @@ def test_an_nth_trigger_fires_on_that_run_of_the_task_only():
     assert Trigger(task="x", state="running", nth=112).describe().startswith("112th")
     with pytest.raises(ValueError, match="the nth run of a task"):
         Trigger(flow_state="running", nth=2)
+
+
+def test_a_tests_runs_have_ids_apart_however_long_its_name():
+    """A run and its rerun in one test, and two parametrized tests whose names differ only at
+    their end, each get an id of their own: the journal and the report key cases by id (a long
+    name cut at 60 characters once took the run's number with it, and a run and its rerun were
+    shown as two repeats of one case)."""
+    from harness.chaos import case_id
+    from harness.model.fields import ID_MAX, ID_RE
+
+    long = "test_with_an_inputs_cache_the_rerun_loads_every_order_exactly_once"
+    ids = [case_id(long, 1), case_id(long, 2), case_id(long + "[sqlite]", 1), case_id(long + "[postgres]", 1),
+           case_id("test_short", 1), case_id("3rd_case", 12)]
+    assert len(set(ids)) == len(ids)
+    assert all(ID_RE.match(i) and len(i) <= ID_MAX for i in ids), ids
+    assert ids[0].endswith("-1") and ids[1].endswith("-2") and ids[0].startswith("test-with-an-inputs-cache")
+    assert case_id("test_short", 1) == "test-short-1" and case_id("3rd_case", 12) == "case-3rd-case-12"
+    assert case_id(long, 1) == case_id(long, 1)  # the same test, the same id: its trend compares like with like
