@@ -174,13 +174,21 @@ class Workload(_Model):
             return FLOWS_DIR
         if self.path is not None:
             return Path(self.path)
-        target = self.flow.rsplit(":", 1)[0]
-        if target.endswith(".py"):
-            return Path(target).parent
-        spec = importlib.util.find_spec(target.split(".")[0])
+        if self.package is None:
+            return Path(self.flow.rsplit(":", 1)[0]).parent
+        spec = importlib.util.find_spec(self.package)
         where = (spec.submodule_search_locations or [None])[0] if spec is not None else None
         origin = Path(where) if where else Path(spec.origin) if spec is not None and spec.origin else None
         return origin.parent if origin is not None else Path.cwd()
+
+    @property
+    def package(self) -> str | None:
+        """A module entrypoint's top-level package (or module), where no ``path`` names the code
+        directory: its code is that package, in ``directory``.  None for a file entrypoint."""
+        target = self.flow.rsplit(":", 1)[0]
+        if not self.own or self.path is not None or target.endswith(".py"):
+            return None
+        return target.split(".")[0]
 
     @property
     def flow_name(self) -> str:

@@ -313,14 +313,13 @@ def flow_image(client, scenario, default: str) -> str:
     return image
 
 
-def image_env(client, image: str, name: str) -> str | None:
-    """A variable of an image's own environment (its ``ENV``): the harness's job variables
-    replace a variable of the same name, so what it adds to one (``PYTHONPATH``) keeps the image's."""
-    for pair in (client.images.get(image).attrs.get("Config") or {}).get("Env") or []:
-        key, _, value = pair.partition("=")
-        if key == name:
-            return value
-    return None
+def flow_pythonpath(client, image: str, first: list[str]) -> str:
+    """A flow run's ``PYTHONPATH`` in ``image``: ``first`` (its code, the harness), then the
+    image's own ``PYTHONPATH`` (its ``ENV``), which the job's variable would otherwise replace."""
+    own = [value for key, _, value in (pair.partition("=") for pair in
+                                       (client.images.get(image).attrs.get("Config") or {}).get("Env") or [])
+           if key == "PYTHONPATH" and value]
+    return os.pathsep.join([*first, *own])
 
 
 def _configured(client, env: str) -> str | None:

@@ -15,7 +15,6 @@ label-based cleanup here replaces it, also for a harness that was SIGKILLed (``r
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from contextlib import AbstractContextManager
@@ -238,8 +237,8 @@ class DockerSystem(SharedFaults):
         cfg = scenario.config
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",  # as on local; a scenario's env may override it
                **flow_env(scenario, ledger, home / "results",
-                          os.pathsep.join([str(scenario.workload.directory), IN_CONTAINER_PKG_ROOT,
-                                           *filter(None, [engine.image_env(self.client, image, "PYTHONPATH")])]),
+                          engine.flow_pythonpath(self.client, image,
+                                                 [str(scenario.workload.directory), IN_CONTAINER_PKG_ROOT]),
                           f"{IN_CONTAINER_PKG_ROOT}/harness")}
         job: dict[str, Any] = {
             "image": image,

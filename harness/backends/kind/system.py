@@ -52,9 +52,7 @@ def stage_code(workload: Workload, into: Path, limit: int = MAX_CODE_BYTES) -> P
     and a cluster that already exists cannot be given new mounts.  Copied: ``workload.path``, or
     the entrypoint file's directory, or, for a module entrypoint, its top-level package only (its
     directory is usually site-packages); without ``NOT_CODE``, and at most ``limit`` bytes."""
-    source = workload.directory
-    target = workload.flow.rsplit(":", 1)[0]
-    top = None if workload.path is not None or target.endswith(".py") else target.split(".")[0]
+    source, top = workload.directory, workload.package
     staged = into / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', source.name) or 'code'}-{zlib.crc32(str(source).encode()):08x}"
     if staged.is_dir():
         return staged
@@ -276,9 +274,9 @@ class KindSystem:
     def _job_variables(self, scenario: Scenario, instance: str, home: Path, ledger: Path, code: Path,
                        image: str) -> dict[str, Any]:
         cfg = scenario.config
-        pythonpath = [str(code), str(HARNESS_PKG.parent), *filter(None, [engine.image_env(self.docker, image, "PYTHONPATH")])]
+        pythonpath = engine.flow_pythonpath(self.docker, image, [str(code), str(HARNESS_PKG.parent)])
         env = {"PREFECT_LOGGING_TO_API_ENABLED": "false",
-               **flow_env(scenario, ledger, home / "results", os.pathsep.join(pythonpath), str(HARNESS_PKG))}
+               **flow_env(scenario, ledger, home / "results", pythonpath, str(HARNESS_PKG))}
         job: dict[str, Any] = {
             "image": image, "image_pull_policy": "Never", "namespace": self.ns, "env": env,
             "labels": manifests.session_labels(self.session, instance),
