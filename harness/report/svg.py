@@ -103,11 +103,12 @@ class Axis:
         return self.fold if self.fold is not None else self.t0
 
 
-def fold_point(entry: Entry) -> float | None:
+def fold_point(entry: Entry, bounds: tuple[float, float] | None = None) -> float | None:
     """Where the folded start-up ends: a few seconds before the first fault (10% of what follows
-    it, at least 3 s), when that start-up is worth folding (over 5 s and a fifth of the case)."""
+    it, at least 3 s), when that start-up is worth folding (over 5 s and a fifth of the case).
+    ``bounds``: ``_bounds(entry)``, where the caller has it already."""
     h = entry.history
-    t0, end = _bounds(entry)
+    t0, end = bounds or _bounds(entry)
     injected = [f["injected_at"] for f in h.get("faults") or [] if f.get("injected_at")]
     if not injected:
         return None
@@ -157,7 +158,8 @@ def timeline_svg(entry: Entry, folded: bool = True) -> str:
     """The case's timeline: lanes, state bands, executions, fault spans and marks, detection."""
     h = entry.history
     t0, end = _bounds(entry)
-    axis = Axis(t0, end, fold_point(entry) if folded else None)
+    fold = fold_point(entry, (t0, end))
+    axis = Axis(t0, end, fold if folded else None)
     x = axis.x
     runs = h.get("flow_runs") or []
     ledger = [l for l in h.get("ledger") or [] if isinstance(l, dict) and "time" in l]
@@ -259,7 +261,7 @@ def timeline_svg(entry: Entry, folded: bool = True) -> str:
         out.insert(1, f'<defs><pattern id="{hatch}" width="6" height="6" patternUnits="userSpaceOnUse" '
                       'patternTransform="rotate(45)"><rect width="6" height="6" fill="#fff" fill-opacity=".55"/>'
                       '<line x1="0" y1="0" x2="0" y2="6" stroke="#c3ccd5" stroke-width="2"/></pattern></defs>')
-    elif folded is False and fold_point(entry) is not None:
+    elif fold is not None:  # drawn whole, where a folded drawing stands beside it
         out.append(f'<text class="fold-label" data-fold tabindex="0" role="button" style="cursor:pointer" '
                    f'x="4" y="{TOP - 13}" fill="#4a5866">◂ fold the start-up</text>')
     out.append("</svg>")
